@@ -1,0 +1,199 @@
+"""The `synthloom` command line. Exit codes: 0 ok, 1 run failed, 2 bad input, 130 interrupted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from synthloom.errors import BadInputError, SynthloomError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Generate, verify, filter and evaluate synthetic data for language models.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int) -> None:
+    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise BadInputError(f"{what} {pair!r} must look like KEY=VALUE")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+@app.command()
+def run(
+    recipe: str = typer.Argument(..., help="built-in recipe name (see `synthloom recipes`) or a recipe .yaml"),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="input rows (JSONL, Parquet, CSV, HF dir)"),
+    model: list[str] = typer.Option([], "--model", "-m", help="ROLE=SPEC, e.g. generator=embedded or "
+                                    "generator=openai:http://host:8000/v1#name"),
+    option: list[str] = typer.Option([], "--option", "-o", help="recipe option KEY=VALUE"),
+    limit: Optional[int] = typer.Option(None, help="use only the first N input rows"),
+    seed: int = typer.Option(0, help="run seed: same inputs + seed + model => same dataset"),
+    out: Optional[Path] = typer.Option(None, help="run directory (default runs/<recipe>)"),
+    format: str = typer.Option("both", help="jsonl, parquet or both"),
+    resume: bool = typer.Option(True, help="continue a run in the same directory (the default)"),
+    overwrite: bool = typer.Option(False, help="replace a run directory made by a different recipe/config"),
+    cache: Optional[Path] = typer.Option(None, help="request cache path (share it across runs)"),
+    prices: Optional[Path] = typer.Option(None, help="YAML/JSON price table for cost accounting"),
+    shards_in_flight: int = typer.Option(4, help="shards processed concurrently"),
+) -> None:
+    """Run a recipe and write the dataset, its card and stats into a run directory."""
+    from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+    from synthloom.progress import RunProgress
+    from synthloom.recipes.registry import load_recipe
+
+    formats = {"both": ("jsonl", "parquet"), "jsonl": ("jsonl",), "parquet": ("parquet",)}.get(format)
+    if formats is None:
+        raise BadInputError(f"--format must be jsonl, parquet or both, not {format!r}")
+    if input is not None and not input.exists():
+        raise BadInputError(f"input file {input} does not exist")
+    pipeline = load_recipe(recipe, parse_pairs(option, "--option"))
+    if out is not None and not resume and (out / "run.json").exists() and not overwrite:
+        raise BadInputError(f"{out} already holds a run; drop --no-resume to continue it or pass --overwrite")
+    opts = RunOptions(out=out, seed=seed, formats=formats, overwrite=overwrite or not resume,
+                      models={k: str(v) for k, v in parse_pairs(model, "--model").items()},
+                      cache_path=cache, limit=limit, input_path=input, price_file=prices,
+                      shards_in_flight=shards_in_flight)
+    progress = RunProgress(["source"] + [s.name for s in pipeline.steps], err_console)
+
+    def hook(executor: Any) -> None:
+        loop = asyncio.get_running_loop()
+        presses = {"n": 0}
+
+        def on_sigint() -> None:
+            presses["n"] += 1
+            if presses["n"] == 1:
+                executor.request_stop("interrupted (Ctrl-C); press again to stop at once")
+            else:
+                for task in asyncio.all_tasks(loop):
+                    task.cancel()
+
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        loop.add_signal_handler(signal.SIGTERM, lambda: executor.request_stop("terminated"))
+
+    with progress:
+        result = asyncio.run(run_pipeline_async(pipeline, opts, on_event=progress.on_event, executor_hook=hook))
+    stats = result.stats
+    _print_funnel(stats)
+    files = ", ".join(str(p) for p in result.data_files)
+    console.print(f"dataset: {files}\ncard:    {result.run_dir / 'README.md'}\nstats:   {result.run_dir / 'stats.json'}",
+                  highlight=False)
+    if not result.complete:
+        fail(f"run stopped early: {stats['shards']['finished']}/{stats['shards']['total']} shards finished; "
+             "the rows so far are written — run the same command again to resume", 130)
+
+
+def _print_funnel(stats: dict[str, Any]) -> None:
+    t = Table(title=f"{stats['recipe']}: {stats['rows']} rows in {stats['wall_seconds']:.1f}s")
+    for col in ("step", "in", "out", "rejected", "top reasons"):
+        t.add_column(col, justify="left" if col in ("step", "top reasons") else "right")
+    for s in stats["funnel"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["rejected"].items(), key=lambda kv: -kv[1])[:3])
+        t.add_row(s["step"], str(s["rows_in"]), str(s["rows_out"]), str(s["rejected_total"]), reasons)
+    console.print(t)
+    for model, u in stats.get("usage", {}).items():
+        console.print(f"{model}: {u.get('prompt_tokens', 0)} prompt + {u.get('completion_tokens', 0)} completion "
+                      f"tokens, {u.get('requests', 0)} requests ({u.get('cached_requests', 0)} cached), "
+                      f"${u.get('cost_usd', 0.0):.4f}", highlight=False)
+
+
+@app.command()
+def recipes() -> None:
+    """List the built-in recipes with their options."""
+    from synthloom.recipes.registry import list_recipes
+
+    for info in list_recipes():
+        console.print(f"[bold]{info.name}[/bold] — {info.description}", highlight=False)
+        for opt, (typ, default, help_) in info.options.items():
+            console.print(f"    -o {opt}=<{typ}>  (default {default!r})  {help_}", highlight=False)
+
+
+@app.command()
+def inspect(run_dir: Path = typer.Argument(..., help="a run directory"),
+            rows: int = typer.Option(3, help="sample rows to show")) -> None:
+    """Show a run's funnel, tokens and a few sample rows."""
+    stats_path = run_dir / "stats.json"
+    if not stats_path.exists():
+        raise BadInputError(f"{run_dir} is not a finished run directory (no stats.json)")
+    stats = json.loads(stats_path.read_text())
+    _print_funnel(stats)
+    data = run_dir / "data" / "train.jsonl"
+    if data.exists() and rows > 0:
+        with data.open(encoding="utf-8") as f:
+            for _, line in zip(range(rows), f):
+                console.print_json(line)
+
+
+@app.command()
+def serve(model: str = typer.Option("embedded", help="model spec to serve"),
+          host: str = typer.Option("127.0.0.1", help="bind address (loopback by default)"),
+          port: int = typer.Option(8000, help="port")) -> None:
+    """Serve a model (the embedded one by default) as an OpenAI-compatible HTTP API."""
+    from synthloom.llm.server import serve as serve_model
+    from synthloom.llm.spec import load_model
+
+    serve_model(load_model(model), host=host, port=port)
+
+
+def _register_optional_commands() -> None:
+    """Command groups that live with their subsystems."""
+    import importlib
+
+    for module in ("synthloom.quality.commands",):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        mod.register(app)
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    try:
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
+    except SynthloomError as e:
+        err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("[yellow]aborted[/yellow]")
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - a bug: still one line unless debugging
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(2)
+        if os.environ.get("SYNTHLOOM_DEBUG"):
+            raise
+        err_console.print(f"[bold red]internal error:[/bold red] {type(e).__name__}: {e} "
+                          "(set SYNTHLOOM_DEBUG=1 for a traceback)", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""The model step: render a prompt per row, call a named model, parse, record provenance."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, ClassVar, Literal
+
+from pydantic import PrivateAttr
+
+from synthloom.errors import ConfigError
+from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError
+from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
+from synthloom.pipeline.templates import PromptTemplate
+from synthloom.records import Row, sha256_hex
+
+
+class ParseError(ValueError):
+    """Model output that could not be turned into the declared columns."""
+
+
+@register_step("model")
+class ModelStep(Step):
+    """Ask a model once per row (or `n` times) and put the parsed answer in `output`.
+
+    parse: "text" (stripped text), "json" (parsed object; with `schema` the backend constrains
+    generation and the result is validated; `spread: true` puts each key in its own column) or
+    "regex" (`pattern`; named groups become columns, otherwise group 1 goes to `output`).
+    With n > 1, `samples: expand` makes one row per completion, `samples: list` one list column.
+    """
+
+    kind: ClassVar[str] = "expand"
+
+    prompt: str
+    system: str | None = None
+    output: str = "text"
+    model: str = "generator"
+    parse: Literal["text", "json", "regex"] = "text"
+    pattern: str | None = None
+    schema_: dict[str, Any] | None = None
+    spread: bool = False
+    n: int = 1
+    samples: Literal["expand", "list"] = "expand"
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 256
+    stop: list[str] = []
+    logprobs: bool = False
+    top_logprobs: int = 0
+    template_dirs: list[str] = []
+
+    _prompt: PromptTemplate | None = PrivateAttr(default=None)
+    _system: PromptTemplate | None = PrivateAttr(default=None)
+    _regex: re.Pattern | None = PrivateAttr(default=None)
+
+    def __init__(self, **data: Any):
+        if "schema" in data:
+            data["schema_"] = data.pop("schema")
+        super().__init__(**data)
+        dirs = tuple(self.template_dirs)
+        self._prompt = PromptTemplate(self.prompt, dirs)
+        self._system = PromptTemplate(self.system, dirs) if self.system else None
+        if self.parse == "regex":
+            if not self.pattern:
+                raise ConfigError(f"step {self.name!r}: parse: regex needs a 'pattern'")
+            try:
+                self._regex = re.compile(self.pattern, re.DOTALL)
+            except re.error as e:
+                raise ConfigError(f"step {self.name!r}: invalid regex {self.pattern!r}: {e}") from None
+        if self.n < 1:
+            raise ConfigError(f"step {self.name!r}: n must be >= 1")
+
+    # --- columns ----------------------------------------------------------------------
+    def input_columns(self) -> set[str]:
+        cols = set(self._prompt.variables)
+        if self._system:
+            cols |= self._system.variables
+        return cols
+
+    def produced_columns(self) -> set[str]:
+        if self.parse == "json" and self.spread and self.schema_:
+            return set(self.schema_.get("properties", {}))
+        if self.parse == "regex" and self._regex is not None and self._regex.groupindex:
+            return set(self._regex.groupindex)
+        return {self.output}
+
+    def output_columns(self, available: set[str]) -> set[str]:
+        extra = set()
+        if self.n > 1 and self.samples == "expand":
+            extra.add("sample_index")
+        if self.logprobs:
+            extra.add(f"{self.output}_logprobs")
+        return available | self.produced_columns() | extra
+
+    @property
+    def prompt_sha(self) -> str:
+        src = self._prompt.source + "\x1f" + (self._system.source if self._system else "")
+        return sha256_hex(src)[:16]
+
+    def config(self) -> dict[str, Any]:
+        cfg = super().config()
+        cfg["schema"] = cfg.pop("schema_", None)
+        return cfg
+
+    # --- work -------------------------------------------------------------------------
+    def build_request(self, row: Row, ctx: StepContext) -> ChatRequest:
+        messages = []
+        if self._system:
+            messages.append({"role": "system", "content": self._system.render(row)})
+        messages.append({"role": "user", "content": self._prompt.render(row)})
+        return ChatRequest(
+            messages=messages, temperature=self.temperature, top_p=self.top_p,
+            max_tokens=self.max_tokens, stop=list(self.stop), seed=ctx.seed_for(row), n=self.n,
+            logprobs=self.logprobs, top_logprobs=self.top_logprobs,
+            json_schema=self.schema_ if self.parse == "json" else None,
+        )
+
+    def parse_text(self, text: str) -> Row:
+        if self.parse == "text":
+            out = text.strip()
+            if not out:
+                raise ParseError("empty output")
+            return {self.output: out}
+        if self.parse == "regex":
+            assert self._regex is not None
+            m = self._regex.search(text)
+            if not m:
+                raise ParseError(f"no match for pattern {self.pattern!r}")
+            if self._regex.groupindex:
+                return {k: (v.strip() if isinstance(v, str) else v) for k, v in m.groupdict().items()}
+            return {self.output: (m.group(1) if m.groups() else m.group(0)).strip()}
+        from synthloom.llm.structured import StructuredOutputError, parse_json_output
+
+        try:
+            obj = parse_json_output(text, self.schema_)
+        except StructuredOutputError as e:
+            raise ParseError(str(e)) from None
+        if self.spread and isinstance(obj, dict):
+            return dict(obj)
+        return {self.output: obj}
+
+    async def process(self, rows: list[Row], ctx: StepContext) -> list[Any]:
+        model = ctx.model(self.model)
+        return list(await asyncio.gather(*(self._one(row, model, ctx) for row in rows)))
+
+    async def _one(self, row: Row, model: Any, ctx: StepContext) -> Any:
+        request = self.build_request(row, ctx)
+        try:
+            response: ChatResponse = (await model.chat([request]))[0]
+        except InvalidRequestError as e:
+            return Rejected("invalid_request", row, str(e))
+        if ctx.usage is not None:
+            ctx.usage.record(model.identity, response.usage, response.cached)
+        params = {"temperature": self.temperature, "top_p": self.top_p,
+                  "max_tokens": self.max_tokens, "n": self.n}
+        usage = {"prompt_tokens": response.usage.prompt_tokens,
+                 "completion_tokens": response.usage.completion_tokens}
+        meta = dict(model=model.identity, prompt_sha=self.prompt_sha, params=params,
+                    seed=request.seed, usage=usage, synthetic=True)
+        outcomes: list[Row | Rejected] = []
+        parsed_list: list[Any] = []
+        for i, choice in enumerate(response.choices):
+            try:
+                parsed = self.parse_text(choice.text)
+            except ParseError as e:
+                outcomes.append(Rejected("parse_error", row, f"{e}; output: {choice.text[:200]!r}"))
+                continue
+            if choice.finish_reason == "length" and self.parse != "text":
+                outcomes.append(Rejected("truncated", row, f"hit max_tokens={self.max_tokens}"))
+                continue
+            if choice.logprobs is not None:
+                parsed.setdefault(f"{self.output}_logprobs",
+                                  [[t.token, t.logprob, [list(x) for x in t.top]] for t in choice.logprobs])
+            if self.samples == "list" and self.n > 1:
+                parsed_list.append(parsed.get(self.output, parsed))
+                continue
+            raw = {self.name if self.n == 1 else f"{self.name}#{i}": choice.text}
+            outcomes.append(ctx.derive(row, {**parsed, "sample_index": i} if self.n > 1 else parsed,
+                                       raw=raw, **meta))
+        if self.samples == "list" and self.n > 1:
+            if not parsed_list:
+                return outcomes
+            return ctx.derive(row, {self.output: parsed_list}, **meta)
+        return outcomes

@@ -1,0 +1,215 @@
+"""Run a pipeline into a run directory: models + cache, executor, outputs, stats, dataset card.
+
+    runs/<name>/recipe.yaml   the resolved recipe          run.json    fingerprint, seed, input hash
+    runs/<name>/steps/ ...    shard checkpoints            rejected/   rejected rows with reasons
+    runs/<name>/cache.sqlite  request cache                stats.json  funnel, tokens, cost, timings
+    runs/<name>/data/         final dataset (JSONL/Parquet) README.md  dataset card
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from synthloom import __version__
+from synthloom.errors import BadInputError, ConfigError
+from synthloom.io import write_jsonl, write_parquet, write_text_atomic
+from synthloom.pipeline.local import ExecutionResult, ExecutorConfig, LocalExecutor
+from synthloom.pipeline.pipeline import Pipeline, Source, dump_yaml
+from synthloom.records import Row
+
+FORMATS = ("jsonl", "parquet")
+
+
+@dataclass
+class RunOptions:
+    out: Path | None = None
+    seed: int = 0
+    formats: tuple[str, ...] = FORMATS
+    overwrite: bool = False
+    models: dict[str, str] = field(default_factory=dict)  # role -> spec overrides
+    cache_path: Path | None = None
+    shards_in_flight: int = 4
+    limit: int | None = None
+    input_path: Path | None = None
+    price_file: Path | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)  # defaults for every backend
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    complete: bool
+    stats: dict[str, Any]
+    data_files: list[Path]
+    rows: list[Row]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _prepare_run_dir(pipeline: Pipeline, opts: RunOptions) -> tuple[Path, dict[str, Any]]:
+    run_dir = Path(opts.out or Path("runs") / pipeline.name)
+    source = pipeline.source
+    input_hash = None
+    if source is not None and source.path is not None:
+        p = Path(source.path)
+        if not p.exists():
+            raise BadInputError(f"input file {p} does not exist")
+        input_hash = file_sha256(p) if p.is_file() else None
+    identity = {"fingerprint": pipeline.fingerprint(), "seed": opts.seed, "input_sha256": input_hash,
+                "limit": opts.limit}
+    run_json = run_dir / "run.json"
+    if run_json.exists():
+        previous = json.loads(run_json.read_text())
+        same = all(previous.get(k) == v for k, v in identity.items())
+        if not same and not opts.overwrite:
+            changed = ", ".join(k for k, v in identity.items() if previous.get(k) != v)
+            raise ConfigError(f"{run_dir} holds a run with a different {changed}; "
+                              "use --overwrite to replace it or --out for a new run directory")
+        if not same:
+            for sub in ("steps", "rejected", "data"):
+                shutil.rmtree(run_dir / sub, ignore_errors=True)
+            previous = {}
+        created_at = previous.get("created_at") or _now()
+    else:
+        created_at = _now()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = {**identity, "created_at": created_at, "recipe": pipeline.name, "version": __version__}
+    write_text_atomic(run_json, json.dumps(info, indent=2))
+    write_text_atomic(run_dir / "recipe.yaml", dump_yaml(pipeline.config()))
+    return run_dir, info
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def build_models(pipeline: Pipeline, opts: RunOptions, cache_path: Path) -> tuple[dict[str, Any], list[Any]]:
+    """One cache-wrapped Model per role; roles with the same spec share one backend instance."""
+    from synthloom.llm.cache import CachedModel, RequestCache
+    from synthloom.llm.spec import load_model
+
+    specs = {**pipeline.models, **opts.models}
+    unknown = set(opts.models) - set(pipeline.models)
+    if unknown:
+        roles = ", ".join(sorted(pipeline.models)) or "none"
+        raise ConfigError(f"recipe {pipeline.name!r} has no model role {sorted(unknown)[0]!r} (its roles: {roles})")
+    cache = RequestCache(cache_path)
+    by_spec: dict[str, Any] = {}
+    models: dict[str, Any] = {}
+    for role, spec in specs.items():
+        if spec not in by_spec:
+            by_spec[spec] = CachedModel(load_model(spec, **opts.model_options), cache)
+        models[role] = by_spec[spec]
+    return models, list(by_spec.values())
+
+
+async def run_pipeline_async(pipeline: Pipeline, opts: RunOptions | None = None,
+                             on_event: Callable[[str, dict[str, Any]], None] | None = None,
+                             models: dict[str, Any] | None = None,
+                             executor_hook: Callable[[LocalExecutor], None] | None = None) -> RunResult:
+    """Run `pipeline`; pass `models` to use already-built Model objects instead of specs."""
+    opts = opts or RunOptions()
+    if opts.input_path is not None:
+        pipeline.source = Source(path=str(opts.input_path))
+    if pipeline.source is None:
+        raise BadInputError(f"recipe {pipeline.name!r} needs input rows: pass --input FILE")
+    probe = pipeline.source.load()
+    if opts.limit is not None:
+        probe = probe[: max(0, opts.limit)]
+    if not probe:
+        raise BadInputError("no input rows left after --limit")
+    pipeline.validate(set().union(*(r.keys() for r in probe[:100])))
+    run_dir, info = _prepare_run_dir(pipeline, opts)
+    owned: list[Any] = []
+    if models is None:
+        models, owned = build_models(pipeline, opts, Path(opts.cache_path or run_dir / "cache.sqlite"))
+    pipeline.source = Source(rows=probe, description=pipeline.source.description)
+    executor = LocalExecutor(pipeline, models, ExecutorConfig(run_dir=run_dir, seed=opts.seed,
+                             shards_in_flight=opts.shards_in_flight, created_at=info["created_at"]),
+                             on_event=on_event)
+    if executor_hook:
+        executor_hook(executor)
+    try:
+        result = await executor.run()
+    finally:
+        for m in owned:
+            await m.aclose()
+            inner = getattr(m, "inner", None)
+            if inner is not None and inner is not m:
+                await inner.aclose()
+    return finish_run(pipeline, opts, run_dir, info, result, models)
+
+
+def finish_run(pipeline: Pipeline, opts: RunOptions, run_dir: Path, info: dict[str, Any],
+               result: ExecutionResult, models: dict[str, Any]) -> RunResult:
+    """Write data/, stats.json and the dataset card from what the executor finished."""
+    from synthloom.report.card import write_card
+
+    prices = None
+    if opts.price_file:
+        from synthloom.llm.usage import PriceTable
+
+        prices = PriceTable.load(opts.price_file)
+    label = provenance_label(pipeline, models)
+    data_files: list[Path] = []
+    if "jsonl" in opts.formats:
+        p = run_dir / "data" / "train.jsonl"
+        write_jsonl(result.rows, p)
+        data_files.append(p)
+    if "parquet" in opts.formats:
+        p = run_dir / "data" / "train.parquet"
+        write_parquet(result.rows, p, label=label)
+        data_files.append(p)
+    cache_stats = {}
+    for role, m in models.items():
+        s = getattr(m, "stats", None)
+        if s is not None and hasattr(s, "to_dict"):
+            cache_stats[m.identity] = s.to_dict()
+    stats = {
+        "recipe": pipeline.name,
+        "complete": result.complete,
+        "rows": len(result.rows),
+        "seed": opts.seed,
+        "created_at": info["created_at"],
+        "finished_at": _now(),
+        "wall_seconds": round(result.seconds, 3),
+        "shards": {"finished": result.finished_shards, "total": result.total_shards},
+        "funnel": result.funnel.to_dict(),
+        "usage": result.funnel.usage_dict(prices),
+        "cache": cache_stats,
+        "models": {role: m.identity for role, m in models.items()},
+        "label": label,
+    }
+    write_text_atomic(run_dir / "stats.json", json.dumps(stats, indent=2, ensure_ascii=False))
+    write_card(run_dir, pipeline, stats)
+    return RunResult(run_dir=run_dir, complete=result.complete, stats=stats, data_files=data_files,
+                     rows=result.rows)
+
+
+def provenance_label(pipeline: Pipeline, models: dict[str, Any]) -> dict[str, Any]:
+    """The machine-readable "this is synthetic" label carried by every exported file."""
+    return {"synthetic": True, "generator": "synthloom", "version": __version__, "recipe": pipeline.name,
+            "models": {role: getattr(m, "identity", str(m)) for role, m in models.items()},
+            "watermark_key_id": pipeline.options.get("watermark_key_id")}
+
+
+def run_pipeline(pipeline: Pipeline, **kwargs: Any) -> RunResult:
+    """Synchronous convenience wrapper for scripts: run_pipeline(p, out=Path('runs/x'), seed=1)."""
+    models = kwargs.pop("models_objects", None)
+    return asyncio.run(run_pipeline_async(pipeline, RunOptions(**kwargs), models=models))
+
+
+__all__ = ["RunOptions", "RunResult", "run_pipeline", "run_pipeline_async", "build_models"]

@@ -1,0 +1,89 @@
+"""Per-shard statistics and the run's yield funnel (stats.json)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, defaultdict
+from typing import Any
+
+from synthloom.llm.base import Usage
+
+
+class PartUsage:
+    """Token usage of one step on one shard; same `record` signature as the usage tracker."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_model: dict[str, dict[str, int]] = {}
+
+    def record(self, model_name: str, usage: Usage, cached: bool = False) -> None:
+        with self._lock:
+            m = self.by_model.setdefault(model_name, {"prompt_tokens": 0, "completion_tokens": 0,
+                                                      "requests": 0, "cached_requests": 0,
+                                                      "cached_tokens": 0})
+            m["requests"] += 1
+            if cached:
+                m["cached_requests"] += 1
+                m["cached_tokens"] += usage.prompt_tokens + usage.completion_tokens
+            else:
+                m["prompt_tokens"] += usage.prompt_tokens
+                m["completion_tokens"] += usage.completion_tokens
+
+
+def part_stats(rows_in: int, kept: list[dict], rejected: list[Any], seconds: float,
+               usage: PartUsage, branch_column: str | None = None) -> dict[str, Any]:
+    stats: dict[str, Any] = {
+        "rows_in": rows_in,
+        "rows_out": len(kept),
+        "rejected": dict(Counter(r.reason for r in rejected)),
+        "seconds": round(seconds, 4),
+        "usage": usage.by_model,
+    }
+    if branch_column:
+        stats["by_branch"] = dict(Counter(str(r.get(branch_column)) for r in kept))
+    return stats
+
+
+class Funnel:
+    """Accumulates part statistics per step, in pipeline order."""
+
+    def __init__(self, step_names: list[str]):
+        self.order = list(step_names)
+        self.steps: dict[str, dict[str, Any]] = {
+            n: {"rows_in": 0, "rows_out": 0, "rejected": Counter(), "seconds": 0.0, "parts": 0,
+                "by_branch": Counter()} for n in step_names
+        }
+        self.usage: dict[str, Counter] = defaultdict(Counter)
+        self._lock = threading.Lock()
+
+    def add(self, step: str, stats: dict[str, Any]) -> None:
+        with self._lock:
+            s = self.steps[step]
+            s["rows_in"] += stats.get("rows_in", 0)
+            s["rows_out"] += stats.get("rows_out", 0)
+            s["rejected"].update(stats.get("rejected", {}))
+            s["seconds"] += stats.get("seconds", 0.0)
+            s["parts"] += 1
+            s["by_branch"].update(stats.get("by_branch", {}))
+            for model, u in stats.get("usage", {}).items():
+                self.usage[model].update(u)
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        out = []
+        for name in self.order:
+            s = self.steps[name]
+            entry = {"step": name, "rows_in": s["rows_in"], "rows_out": s["rows_out"],
+                     "rejected": dict(s["rejected"]), "rejected_total": sum(s["rejected"].values()),
+                     "seconds": round(s["seconds"], 3), "parts": s["parts"]}
+            if s["by_branch"]:
+                entry["by_branch"] = dict(s["by_branch"])
+            out.append(entry)
+        return out
+
+    def usage_dict(self, prices: Any = None) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for model, u in self.usage.items():
+            entry: dict[str, Any] = dict(u)
+            entry["cost_usd"] = prices.cost(model, u["prompt_tokens"], u["completion_tokens"]) if prices else 0.0
+            out[model] = entry
+        return out

@@ -1,0 +1,177 @@
+"""The one way to define a step.
+
+A step is a pydantic model (so recipes in YAML and in Python build the same object, and its
+configuration is saved with the run) with:
+
+* `kind`: "map" (1 -> 1), "expand" (1 -> n), "filter" (1 -> 0/1 with a reason) or "global"
+  (sees every row at once: dedup, the online Self-Instruct pool, sampling).
+* `inputs` / `outputs`: declared columns, checked before anything runs.
+* `process(rows, ctx)`: sync or async; returns one *outcome* per input row for map/expand/filter
+  steps, or any list of outcomes for global steps. An outcome is a row (dict), a `Rejected`, or
+  (expand) a list of rows and `Rejected`s.
+
+Rows a step makes from a parent should be built with `ctx.derive(parent, updates)` so that
+provenance (`_meta`) follows them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from synthloom.errors import ConfigError
+from synthloom.records import Row, derive_row, derive_seed, meta_of
+
+StepKind = Literal["map", "expand", "filter", "global"]
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A row a step did not keep, with a short machine-readable reason and a human detail."""
+
+    reason: str
+    row: Row
+    detail: str = ""
+
+
+Outcome = Row | Rejected | list[Row | Rejected]
+
+
+@dataclass
+class StepContext:
+    """What a step may use while it runs: models, seeds, provenance helpers, shared services."""
+
+    run_seed: int
+    recipe: str
+    step_name: str
+    step_index: int
+    models: dict[str, Any] = field(default_factory=dict)  # name -> Model (cache-wrapped)
+    usage: Any = None  # synthloom.llm.usage.UsageTracker, when available
+    run_dir: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def model(self, name: str) -> Any:
+        try:
+            return self.models[name]
+        except KeyError:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise ConfigError(
+                f"step {self.step_name!r} uses model {name!r}, which is not configured "
+                f"(configured: {known}); pass --model {name}=SPEC"
+            ) from None
+
+    def seed_for(self, row: Row, sample_index: int = 0) -> int:
+        return derive_seed(self.run_seed, meta_of(row).get("id", ""), self.step_name, sample_index)
+
+    def derive(self, parent: Row, updates: Row, **meta: Any) -> Row:
+        return derive_row(parent, updates, self.step_name, **meta)
+
+    def for_step(self, name: str, index: int) -> "StepContext":
+        return StepContext(self.run_seed, self.recipe, name, index, self.models, self.usage,
+                           self.run_dir, self.options)
+
+
+STEP_TYPES: dict[str, type["Step"]] = {}
+
+
+def register_step(type_name: str):
+    """Class decorator: make a step available to YAML recipes as `type: <type_name>`."""
+
+    def deco(cls: type[Step]) -> type[Step]:
+        cls.type_name = type_name
+        STEP_TYPES[type_name] = cls
+        return cls
+
+    return deco
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    type_name: ClassVar[str] = ""
+    kind: ClassVar[StepKind] = "map"
+    cpu_heavy: ClassVar[bool] = False  # run in a process pool when True
+
+    name: str
+
+    # --- declared columns -------------------------------------------------------------
+    def input_columns(self) -> set[str]:
+        """Columns this step reads (must exist before it runs)."""
+        return set()
+
+    def output_columns(self, available: set[str]) -> set[str]:
+        """Columns present after this step, given those present before it."""
+        return available
+
+    # --- work ---------------------------------------------------------------------------
+    def setup(self, ctx: StepContext) -> None:
+        """Called once per run before the first batch (load resources, models...)."""
+
+    def process(self, rows: list[Row], ctx: StepContext) -> Any:
+        raise NotImplementedError(f"step type {type(self).__name__} must implement process()")
+
+    async def run(self, rows: list[Row], ctx: StepContext) -> list[Outcome]:
+        result = self.process(rows, ctx)
+        if inspect.isawaitable(result):
+            result = await result
+        return list(result)
+
+    def config(self) -> dict[str, Any]:
+        """The resolved configuration saved in the run's recipe.yaml."""
+        return {"type": self.type_name or type(self).__name__, **self.model_dump(mode="json")}
+
+
+def build_step(spec: dict[str, Any]) -> Step:
+    """A step from its YAML mapping: `{type: ..., name: ..., **options}`."""
+    from pydantic import ValidationError
+
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise ConfigError(f"each step needs a 'type' key, got {spec!r}")
+    spec = dict(spec)
+    type_name = spec.pop("type")
+    cls = STEP_TYPES.get(type_name)
+    if cls is None:
+        known = ", ".join(sorted(STEP_TYPES))
+        raise ConfigError(f"unknown step type {type_name!r}; known step types: {known}")
+    spec.setdefault("name", type_name)
+    try:
+        return cls(**spec)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"step {spec['name']!r} ({type_name}): {loc}: {err['msg']}") from None
+
+
+async def apply_step(step: Step, rows: list[Row], ctx: StepContext) -> tuple[list[Row], list[Rejected]]:
+    """Run a step on rows and split its outcomes into kept rows and rejections."""
+    outcomes = await step.run(rows, ctx) if rows or step.kind == "global" else []
+    return split_outcomes(step, rows, outcomes)
+
+
+def split_outcomes(step: Step, rows: list[Row], outcomes: list[Any]) -> tuple[list[Row], list[Rejected]]:
+    """Check a step's outcomes against its kind and flatten them into kept rows and rejections."""
+    if step.kind != "global" and len(outcomes) != len(rows):
+        raise RuntimeError(
+            f"step {step.name!r} returned {len(outcomes)} outcomes for {len(rows)} rows; "
+            "non-global steps must return exactly one outcome per input row"
+        )
+    kept: list[Row] = []
+    rejected: list[Rejected] = []
+
+    def take(item: Any) -> None:
+        if isinstance(item, Rejected):
+            rejected.append(item)
+        elif isinstance(item, dict):
+            kept.append(item)
+        elif isinstance(item, (list, tuple)):
+            for sub in item:
+                take(sub)
+        else:
+            raise TypeError(f"step {step.name!r} produced {type(item).__name__}, expected a row dict or Rejected")
+
+    for outcome in outcomes:
+        take(outcome)
+    return kept, rejected

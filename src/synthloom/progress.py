@@ -1,0 +1,96 @@
+"""Live progress for runs: rows per step, model requests, tokens/s, cache hits, ETA.
+
+A Rich live table on a terminal; plain periodic log lines when output is not a TTY (CI, logs).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import defaultdict
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+
+class RunProgress:
+    def __init__(self, step_names: list[str], console: Console | None = None, interval: float = 5.0):
+        self.console = console or Console(stderr=True)
+        self.steps = step_names
+        self.rows_in: dict[str, int] = defaultdict(int)
+        self.rows_out: dict[str, int] = defaultdict(int)
+        self.rejected: dict[str, int] = defaultdict(int)
+        self.requests = 0
+        self.cached = 0
+        self.tokens = 0
+        self.total_rows = 0
+        self.t0 = time.perf_counter()
+        self.interval = interval
+        self._last_log = 0.0
+        self.live: Live | None = None
+        self.stopping: str | None = None
+
+    def __enter__(self) -> "RunProgress":
+        if self.console.is_terminal:
+            self.live = Live(self._table(), console=self.console, refresh_per_second=4, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.update(self._table())
+            self.live.__exit__(*exc)
+
+    def on_event(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "start":
+            self.total_rows = data["rows"]
+        elif kind == "stopping":
+            self.stopping = data["reason"]
+            self.console.print(f"[yellow]stopping ({data['reason']}): finishing in-flight work…[/yellow]")
+        elif kind == "part":
+            s, name = data["stats"], data["step"]
+            self.rows_in[name] += s.get("rows_in", 0)
+            self.rows_out[name] += s.get("rows_out", 0)
+            self.rejected[name] += sum(s.get("rejected", {}).values())
+            for u in s.get("usage", {}).values():
+                self.requests += u.get("requests", 0)
+                self.cached += u.get("cached_requests", 0)
+                self.tokens += u.get("completion_tokens", 0)
+        if self.live is not None:
+            self.live.update(self._table())
+        elif time.perf_counter() - self._last_log > self.interval:
+            self._last_log = time.perf_counter()
+            self.console.print(self._line(), highlight=False)
+
+    def _rate(self) -> float:
+        return self.tokens / max(1e-6, time.perf_counter() - self.t0)
+
+    def _eta(self) -> str:
+        first = self.steps[1] if len(self.steps) > 1 else None
+        done = self.rows_in.get(first, 0) if first else 0
+        if not first or not done or not self.total_rows:
+            return "?"
+        elapsed = time.perf_counter() - self.t0
+        return f"{elapsed * (self.total_rows - done) / done:.0f}s"
+
+    def _line(self) -> str:
+        parts = [f"{n}: {self.rows_out[n]}" for n in self.steps[1:]]
+        return (f"[{time.perf_counter() - self.t0:.0f}s] " + " | ".join(parts) +
+                f" | requests {self.requests} (cached {self.cached}) | {self._rate():.0f} tok/s | eta {self._eta()}")
+
+    def _table(self) -> Table:
+        t = Table(title=f"synthloom run — {time.perf_counter() - self.t0:.0f}s, {self._rate():.0f} tok/s, "
+                        f"requests {self.requests} (cache hits {self.cached}), ETA {self._eta()}")
+        t.add_column("step")
+        t.add_column("in", justify="right")
+        t.add_column("out", justify="right")
+        t.add_column("rejected", justify="right")
+        for name in self.steps[1:]:
+            t.add_row(name, str(self.rows_in[name]), str(self.rows_out[name]), str(self.rejected[name]))
+        return t
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty()

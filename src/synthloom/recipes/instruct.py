@@ -1,0 +1,44 @@
+"""instruct: topic-seeded instruction generation with answers (a small Self-Instruct-style recipe)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Literal
+
+from pydantic import Field
+
+from synthloom.pipeline.builtins import ExactDedup, FormatAs, LengthFilter
+from synthloom.pipeline.model_step import ModelStep
+from synthloom.pipeline.pipeline import Pipeline, Source
+from synthloom.recipes.registry import RecipeOptions
+
+NAME = "instruct"
+DESCRIPTION = "Instruction-response pairs seeded by topics: generate tasks, answer them, filter, dedup."
+
+
+class Options(RecipeOptions):
+    per_topic: int = Field(2, ge=1, le=64, description="instructions sampled per topic")
+    format: Literal["alpaca", "sft", "sharegpt"] = Field("alpaca", description="output format: alpaca, sft or sharegpt")
+    max_response_tokens: int = Field(160, ge=8, description="token budget of each response")
+
+
+def bundled_topics() -> list[dict]:
+    text = resources.files("synthloom.recipes").joinpath("data/topics.txt").read_text(encoding="utf-8")
+    return [{"topic": line.strip()} for line in text.splitlines() if line.strip()]
+
+
+def build(options: Options) -> Pipeline:
+    fields = {"prompt": "instruction", "response": "output"}
+    steps = [
+        ModelStep(name="instruction", prompt="instruct_generate.j2", output="instruction", n=options.per_topic,
+                  temperature=0.9, max_tokens=48, stop=["\n"]),
+        LengthFilter(name="instruction_length", column="instruction", min=15, max=400),
+        ExactDedup(name="dedup", columns=["instruction"]),
+        ModelStep(name="response", prompt="instruct_respond.j2", output="output", temperature=0.3,
+                  max_tokens=options.max_response_tokens),
+        LengthFilter(name="response_length", column="output", min=2, unit="words"),
+        FormatAs(name="format", format=options.format,
+                 fields=fields if options.format != "alpaca" else {}, keep_columns=False),
+    ]
+    return Pipeline(NAME, steps, source=Source(generator=bundled_topics, description="bundled topics"),
+                    models={"generator": "embedded"}, description=DESCRIPTION)

@@ -1,0 +1,224 @@
+"""How a sandbox worker is started: the bubblewrap command line, its mounts and its PID budget.
+
+Isolation layers, outermost first:
+  * bubblewrap: new user, mount, PID, network, IPC, UTS and cgroup namespaces; a read-only view of
+    /usr and the interpreter (its prefix, the virtualenv and its site-packages, nothing else of
+    /root or the project); a size-capped tmpfs on /tmp as the only writable place; a cleared
+    environment; --die-with-parent and --new-session.
+  * a pids cgroup per worker when the pool runs as root (the kernel exempts uid 0 from
+    RLIMIT_NPROC, so a fork bomb would otherwise be unbounded); RLIMIT_NPROC otherwise.
+  * per snippet, inside the worker (see worker.py): a fresh PID namespace, no capabilities,
+    rlimits (address space, CPU, processes, file size, open files), a fresh scratch directory.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import shutil
+import site
+import subprocess
+import sys
+import sysconfig
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from synthloom.errors import SynthloomError
+
+Isolation = Literal["bwrap", "none"]
+log = logging.getLogger(__name__)
+
+SANDBOX_SCRATCH = "/tmp"
+# Extra processes a worker needs besides the snippet's own: bwrap's monitor, bwrap's PID 1, the worker.
+WORKER_OVERHEAD_PROCESSES = 3
+# Host files an interpreter may want that reveal nothing about the host.
+HARMLESS_HOST_FILES = ("/etc/ld.so.cache", "/etc/localtime")
+WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
+              "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+              "MKL_NUM_THREADS": "1"}
+
+
+class SandboxUnavailableError(SynthloomError):
+    """Isolation was asked for but this machine cannot provide it."""
+
+
+def worker_source() -> str:
+    return (Path(__file__).with_name("worker.py")).read_text(encoding="utf-8")
+
+
+def find_bwrap() -> str:
+    path = shutil.which("bwrap")
+    if path is None:
+        raise SandboxUnavailableError(
+            "code sandbox needs bubblewrap (`apt-get install bubblewrap`); "
+            "pass isolation='none' to run code WITHOUT isolation at your own risk")
+    return path
+
+
+@functools.lru_cache(maxsize=8)
+def interpreter_paths(python: str) -> tuple[str, ...]:
+    """Directories the interpreter needs, read-only: prefixes, stdlib, site-packages, its binary's dir."""
+    if os.path.realpath(python) == os.path.realpath(sys.executable) or python == sys.executable:
+        raw = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+               *sysconfig.get_paths().values(), *site.getsitepackages()]
+    else:
+        probe = ("import json,site,sys,sysconfig;print(json.dumps([sys.prefix,sys.base_prefix,sys.exec_prefix,"
+                 "sys.base_exec_prefix,*sysconfig.get_paths().values(),*site.getsitepackages()]))")
+        try:
+            raw = json.loads(subprocess.run([python, "-I", "-c", probe], capture_output=True, text=True,
+                                            check=True, timeout=30).stdout)
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            raise SandboxUnavailableError(f"cannot inspect interpreter {python}: {exc}") from exc
+    raw += [os.path.dirname(python), os.path.dirname(os.path.realpath(python))]
+    candidates = sorted({os.path.realpath(p) for p in raw if p} | {os.path.abspath(p) for p in raw if p})
+    kept: list[str] = []
+    for path in candidates:  # sorted, so a parent comes before its children
+        if os.path.isdir(path) and not any(path == k or path.startswith(k + os.sep) for k in kept):
+            kept.append(path)
+    return tuple(kept)
+
+
+@functools.lru_cache(maxsize=4)
+def _bwrap_supports(bwrap: str, option: str) -> bool:
+    result = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10)
+    return option in result.stdout + result.stderr
+
+
+@dataclass
+class PidsCgroup:
+    """A pids cgroup holding one worker's whole process tree (used only when running as root)."""
+
+    path: Path
+
+    @classmethod
+    def create(cls, max_pids: int) -> "PidsCgroup":
+        errors = []
+        for parent in _pids_cgroup_parents():
+            group = parent / f"synthloom-sandbox-{uuid.uuid4().hex[:12]}"
+            try:
+                group.mkdir()
+                if not (group / "pids.max").exists():
+                    group.rmdir()
+                    continue
+                (group / "pids.max").write_text(str(max_pids))
+                return cls(group)
+            except OSError as exc:
+                errors.append(f"{parent}: {exc.strerror}")
+                try:
+                    group.rmdir()
+                except OSError:
+                    pass
+        detail = "; ".join(errors) or "no pids cgroup controller mounted"
+        raise SandboxUnavailableError(
+            "code sandbox running as root cannot limit processes (the kernel exempts root from "
+            f"RLIMIT_NPROC) and no writable pids cgroup was found ({detail}); run as a non-root user")
+
+    @property
+    def procs_file(self) -> str:
+        return str(self.path / "cgroup.procs")
+
+    def remove(self) -> None:
+        try:
+            self.path.rmdir()
+        except OSError as exc:
+            log.debug("could not remove cgroup %s: %s", self.path, exc)
+
+
+def _pids_cgroup_parents() -> list[Path]:
+    """Candidate parent cgroups (ours, in the v1 pids hierarchy and in the unified v2 hierarchy)."""
+    own: dict[str, str] = {}
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            own[controllers] = path
+    except OSError:
+        return []
+    parents = []
+    for controllers, path in own.items():
+        if "pids" in controllers.split(","):
+            parents.append(Path("/sys/fs/cgroup/pids") / path.lstrip("/"))
+    if "" in own:
+        for base in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+            if (base / "cgroup.controllers").exists():
+                parents.append(base / own[""].lstrip("/"))
+    return [p for p in parents if p.is_dir()]
+
+
+@dataclass
+class WorkerLaunch:
+    """Everything needed to start one worker process."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cgroup: PidsCgroup | None = None
+    scratch_dir: str | None = None  # host-side scratch (isolation='none' only), removed with the worker
+    nproc_rlimit: int | None = None  # RLIMIT_NPROC for snippets; None leaves the inherited one
+
+    def release(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        if self.scratch_dir is not None:
+            shutil.rmtree(self.scratch_dir, ignore_errors=True)
+
+
+def bwrap_launch(python: str, max_processes: int, scratch_bytes: int) -> WorkerLaunch:
+    bwrap = find_bwrap()
+    argv = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
+            "--clearenv", "--hostname", "sandbox",
+            # Lets the worker give each snippet its own PID namespace; the snippet drops it (and all caps).
+            "--cap-add", "CAP_SYS_ADMIN",
+            "--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            argv += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            argv += ["--ro-bind", top, top]
+    for path in HARMLESS_HOST_FILES:
+        argv += ["--ro-bind-try", path, path]
+    for path in interpreter_paths(python):
+        if path != "/usr" and not path.startswith("/usr/"):
+            argv += ["--ro-bind", path, path]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    if _bwrap_supports(bwrap, "--size"):
+        argv += ["--size", str(scratch_bytes)]
+    argv += ["--tmpfs", SANDBOX_SCRATCH, "--remount-ro", "/", "--chdir", SANDBOX_SCRATCH]
+    for name, value in WORKER_ENV.items():
+        argv += ["--setenv", name, value]
+    argv += [python, "-I", "-c", worker_source(), "--scratch-root", SANDBOX_SCRATCH,
+             "--wipe", "/dev/shm", "--pid-namespace", "--drop-caps"]
+    launch = WorkerLaunch(argv=argv, env=dict(WORKER_ENV), nproc_rlimit=max_processes + WORKER_OVERHEAD_PROCESSES)
+    if os.geteuid() == 0:
+        launch.cgroup = PidsCgroup.create(max_processes + WORKER_OVERHEAD_PROCESSES)
+        # Join the cgroup before bwrap forks, so every process of the sandbox is counted.
+        launch.argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', launch.cgroup.procs_file, *argv]
+    return launch
+
+
+def unisolated_launch(python: str, max_processes: int) -> WorkerLaunch:
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix="synthloom-unsandboxed-")
+    argv = [python, "-I", "-c", worker_source(), "--scratch-root", scratch]
+    # RLIMIT_NPROC counts every process of this user on the host here, so it cannot be a per-snippet limit.
+    return WorkerLaunch(argv=argv, env=dict(WORKER_ENV), scratch_dir=scratch)
+
+
+@functools.lru_cache(maxsize=4)
+def check_bwrap_works(python: str) -> None:
+    """Fail closed, with bubblewrap's own reason, when namespaces are unavailable on this machine."""
+    bwrap = find_bwrap()
+    try:
+        result = subprocess.run([bwrap, "--unshare-all", "--unshare-user", "--die-with-parent",
+                                 "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"],
+                                capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SandboxUnavailableError(f"bubblewrap cannot run: {exc}") from exc
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise SandboxUnavailableError(
+            f"bubblewrap cannot create namespaces here ({reason}); enable unprivileged user namespaces "
+            "or pass isolation='none' to run code WITHOUT isolation at your own risk")

@@ -1,0 +1,474 @@
+"""Math answer verification: extract a final answer from model text and compare it with sympy.
+
+Conventions (see docs/math.md):
+
+* Extraction looks for, and takes the **last** of: ``The answer is N`` (GSM8K / MetaMath),
+  ``#### N`` (GSM8K gold), ``\\boxed{...}`` (MATH, brace-matched), ``The value of x is N``
+  (MetaMath backward questions). Without any marker it falls back to the last number in the text
+  (``fallback_last_number=False`` turns that off); the verdict detail says which rule fired.
+* Normalisation drops thousands separators (``1,234``), currency (``$12``, ``\\$``), trailing unit
+  words (``12 dollars``, ``5 cm^2``), ``^\\circ``, ``\\text{}``, math delimiters, ``x =`` prefixes and
+  trailing punctuation.
+* Equivalence: exact for rationals (``1/2 == 0.5`` but ``0.33 != 1/3``); a decimal against an exact
+  irrational (``1.4142136`` vs ``\\sqrt{2}``) matches within 1e-6 relative; symbolic expressions
+  match if ``simplify(a - b) == 0`` or they agree numerically at several points.
+* Percentages: ``50%`` equals ``50%`` and ``50``, and also ``0.5`` (a percent on one side only
+  matches the other side read either as the number or as the fraction).
+* Model text is never ``eval``-ed as Python: expressions are tokenised against a whitelist first,
+  oversized powers are refused before evaluation, and sympy runs under a time budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sympy
+from sympy.parsing.sympy_parser import (
+    convert_xor,
+    implicit_multiplication_application,
+    parse_expr,
+    rationalize,
+    standard_transformations,
+)
+
+DEFAULT_TIME_BUDGET_S = 2.0
+MAX_EXPRESSION_CHARS = 200
+MAX_NUMERIC_EXPONENT = 1000
+
+# ---------------------------------------------------------------------------------------------
+# Extraction
+# ---------------------------------------------------------------------------------------------
+
+_ANSWER_IS = re.compile(r"the\s+(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
+_HASHES = re.compile(r"####\s*")
+_VALUE_OF = re.compile(
+    r"the\s+value\s+of\s+(?:the\s+)?(?:unknown\s+variable\s+)?"
+    r"(?:\$\s*[A-Za-z]\s*\$|\\\(\s*[A-Za-z]\s*\\\)|[A-Za-z])\s+is\s*:?\s*",
+    re.IGNORECASE,
+)
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+# A sentence ends at a newline or at a period that is not a decimal point.
+_SENTENCE_END = re.compile(r"\n|(?<!\d)\.(?!\d)|\.(?=\s|$)")
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """An extracted answer string and the rule that found it."""
+
+    answer: str
+    method: str
+
+
+def _match_braces(text: str, open_index: int) -> str | None:
+    """Content between text[open_index] == '{' and its matching '}' (nested braces allowed)."""
+    depth = 0
+    for index in range(open_index, len(text)):
+        char = text[index]
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                return text[open_index + 1 : index]
+    return None
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (or ``\\fbox``) in text, braces matched; None if none."""
+    matches = list(_BOXED.finditer(text))
+    for match in reversed(matches):
+        content = _match_braces(text, match.end() - 1)
+        if content is not None:
+            return content
+    return None
+
+
+def _tail_answer(tail: str) -> str | None:
+    """The answer in the text that follows a marker like 'The answer is'."""
+    boxed = last_boxed(tail)
+    if boxed is not None and tail.lstrip().startswith(("\\boxed", "\\fbox", "$\\boxed")):
+        return boxed
+    stripped = tail.strip()
+    # $...$ or \( ... \) math right after the marker: take its content whole.
+    for opener, closer in (("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if stripped.startswith(opener):
+            end = stripped.find(closer, len(opener))
+            inner = stripped[len(opener) : end] if end > 0 else ""
+            if end > 0 and not re.fullmatch(r"\s*[\d,.]+\s*(?:and|or|,).*", inner):
+                return inner
+    sentence_end = _SENTENCE_END.search(stripped)
+    sentence = stripped[: sentence_end.start()] if sentence_end else stripped
+    return sentence.strip() or None
+
+
+def extract_answer_with_method(text: str, fallback_last_number: bool = True) -> Extraction | None:
+    """Extract the final answer from model text; None if nothing answer-like is found."""
+    if not text:
+        return None
+    candidates: list[tuple[int, str, str]] = []  # (position, method, answer)
+    for method, pattern in (("answer_is", _ANSWER_IS), ("hashes", _HASHES), ("value_of", _VALUE_OF)):
+        for match in pattern.finditer(text):
+            answer = _tail_answer(text[match.end() :])
+            if answer:
+                candidates.append((match.start(), method, answer))
+    for match in _BOXED.finditer(text):
+        content = _match_braces(text, match.end() - 1)
+        if content is not None and content.strip():
+            candidates.append((match.start(), "boxed", content))
+    if candidates:
+        # The last marker wins: models often correct themselves ("... wait, the answer is 4").
+        _, method, answer = max(candidates, key=lambda item: item[0])
+        return Extraction(answer.strip(), method)
+    if fallback_last_number:
+        numbers = _NUMBER.findall(text)
+        if numbers:
+            return Extraction(numbers[-1].rstrip(".,"), "last_number")
+    return None
+
+
+def extract_answer(text: str, fallback_last_number: bool = True) -> str | None:
+    """The final answer string in model text (see module doc for the rules), or None."""
+    found = extract_answer_with_method(text, fallback_last_number)
+    return found.answer if found else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisation
+# ---------------------------------------------------------------------------------------------
+
+_MATH_WORDS = {"pi", "sqrt", "ln", "log", "sin", "cos", "tan", "exp", "infty", "inf", "oo", "frac"}
+_UNIT_TAIL = re.compile(
+    r"^(?P<num>[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:/\d+)?)\s*(?P<pct>%)?\s*"
+    r"(?P<unit>[A-Za-z][A-Za-z.]*(?:\s+[A-Za-z][A-Za-z.]*)*(?:\s*\^?\s*\{?[23]\}?)?)$"
+)
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_LATEX_SPACING = re.compile(r"\\[,!;:> ]|~")
+_TEXT_COMMAND = re.compile(r"\\(?:text|textbf|mathrm|mbox|mathbf|operatorname)\s*\{([^{}]*)\}")
+
+
+def normalize_answer(answer: str) -> str:
+    """Canonical string form of an answer: no delimiters, currency, units, separators or spaces."""
+    text = answer.strip()
+    for opener, closer in (("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if text.startswith(opener) and text.endswith(closer) and len(text) > len(opener) + len(closer):
+            text = text[len(opener) : -len(closer)].strip()
+    boxed = last_boxed(text)
+    if boxed is not None:
+        text = boxed
+    text = _LATEX_SPACING.sub(" ", text)
+    text = _TEXT_COMMAND.sub(r" \1", text)
+    text = text.replace("\\$", "").replace("\\%", "%").replace("\\left", "").replace("\\right", "")
+    text = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|°", "", text)
+    text = text.replace("$", "").strip()
+    # "x = 5" / "k=3": keep the value side of a single short assignment.
+    assignment = re.fullmatch(r"\s*[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(.+)", text)
+    if assignment:
+        text = assignment.group(1)
+    text = text.strip().rstrip(".;:!?").strip()
+    text = _THOUSANDS.sub("", text)
+    unit = _UNIT_TAIL.match(text)
+    if unit and unit.group("unit").split()[0].lower() not in _MATH_WORDS and len(unit.group("unit")) >= 2:
+        text = unit.group("num") + (unit.group("pct") or "")
+    text = text.replace(" ", "")
+    if re.fullmatch(r"[-+]?\d+\.\d*?0+", text):
+        text = text.rstrip("0").rstrip(".")  # "12.50" -> "12.5", "3.0" -> "3"
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# LaTeX and safe sympy parsing
+# ---------------------------------------------------------------------------------------------
+
+
+class UnparseableAnswer(ValueError):
+    """The answer cannot be turned into a sympy expression safely."""
+
+
+def _replace_command_with_args(text: str, command: str, arity: int, build: Any) -> str:
+    """Replace ``\\command{a}{b}`` (brace-matched, or single-character args) via build(*args)."""
+    while True:
+        start = text.find(command)
+        if start < 0:
+            return text
+        cursor = start + len(command)
+        args: list[str] = []
+        for _ in range(arity):
+            while cursor < len(text) and text[cursor] == " ":
+                cursor += 1
+            if cursor >= len(text):
+                raise UnparseableAnswer(f"{command} without arguments")
+            if text[cursor] == "{":
+                content = _match_braces(text, cursor)
+                if content is None:
+                    raise UnparseableAnswer("unbalanced braces")
+                args.append(content)
+                cursor += len(content) + 2
+            else:  # \frac12 style: one character per argument
+                args.append(text[cursor])
+                cursor += 1
+        text = text[:start] + build(*args) + text[cursor:]
+
+
+def _replace_sqrt(text: str) -> str:
+    text = re.sub(r"\\sqrt\s*\[([^\]]+)\]\s*\{", r"\\root{\1}{", text)
+    text = _replace_command_with_args(text, "\\root", 2, lambda n, a: f"(({a})**(1/({n})))")
+    return _replace_command_with_args(text, "\\sqrt", 1, lambda a: f"sqrt({a})")
+
+
+def latex_to_plain(text: str) -> str:
+    """Rewrite the common LaTeX answer forms into plain sympy syntax."""
+    text = re.sub(r"\\[dt]frac", r"\\frac", text)
+    text = text.replace("\\cdot", "*").replace("\\times", "*").replace("\\div", "/")
+    text = text.replace("\\pi", " pi ").replace("\\infty", " oo ")
+    text = _replace_sqrt(text)
+    text = _replace_command_with_args(text, "\\frac", 2, lambda a, b: f"(({a})/({b}))")
+    text = text.replace("{", "(").replace("}", ")")
+    return text
+
+
+_ALLOWED_CHARS = re.compile(r"[0-9A-Za-z_+\-*/^().\s]*")
+_ALLOWED_NAMES = {"sqrt", "pi", "oo", "exp", "log", "ln", "sin", "cos", "tan", "E", "I"}
+_TRANSFORMATIONS = standard_transformations + (
+    rationalize,
+    convert_xor,
+    implicit_multiplication_application,
+)
+
+
+def _check_tokens(plain: str) -> None:
+    """Refuse anything but numbers, arithmetic, brackets, whitelisted names and 1-letter symbols."""
+    if len(plain) > MAX_EXPRESSION_CHARS:
+        raise UnparseableAnswer("expression too long")
+    if not _ALLOWED_CHARS.fullmatch(plain):
+        raise UnparseableAnswer("unexpected characters")
+    if re.search(r"\.\s*[A-Za-z_]", plain) or "__" in plain:
+        raise UnparseableAnswer("attribute access")
+    for name in re.findall(r"[A-Za-z_]+", plain):
+        if len(name) > 1 and name not in _ALLOWED_NAMES:
+            raise UnparseableAnswer(f"unknown name {name!r}")
+
+
+def _check_power_sizes(expr: sympy.Basic) -> None:
+    """Refuse numeric powers whose evaluation would be huge (9^9^9 and the like)."""
+    for node in sympy.preorder_traversal(expr):
+        if isinstance(node, sympy.Pow) and not node.exp.free_symbols:
+            exponent = node.exp
+            for inner in sympy.preorder_traversal(exponent):
+                if isinstance(inner, sympy.Pow) and inner is not exponent:
+                    _check_power_sizes(inner)
+            value = sympy.N(exponent, 15)
+            if value.is_real and abs(value) > MAX_NUMERIC_EXPONENT:
+                raise UnparseableAnswer("exponent too large")
+
+
+_LOCALS = {"e": sympy.E, "i": sympy.I, "ln": sympy.log, "pi": sympy.pi, "oo": sympy.oo}
+
+
+def _parse_plain(plain: str) -> sympy.Expr:
+    _check_tokens(plain)
+    try:
+        unevaluated = parse_expr(
+            plain, local_dict=dict(_LOCALS), transformations=_TRANSFORMATIONS, evaluate=False
+        )
+        _check_power_sizes(unevaluated)
+        return parse_expr(plain, local_dict=dict(_LOCALS), transformations=_TRANSFORMATIONS)
+    except UnparseableAnswer:
+        raise
+    except Exception as error:  # sympy raises many types on malformed input
+        raise UnparseableAnswer(f"cannot parse {plain!r}: {type(error).__name__}") from error
+
+
+def _parse_latex_fallback(text: str) -> sympy.Expr:
+    """sympy's own LaTeX parser (needs antlr4-python3-runtime 4.11); only for residual commands."""
+    try:
+        from sympy.parsing.latex import parse_latex
+
+        return parse_latex(text)
+    except Exception as error:
+        raise UnparseableAnswer(f"cannot parse LaTeX {text!r}: {type(error).__name__}") from error
+
+
+@dataclass(frozen=True)
+class ParsedAnswer:
+    """A normalised answer as sympy: value, and whether it was written as a percentage."""
+
+    value: sympy.Expr
+    percent: bool
+
+
+def parse_answer(answer: str) -> ParsedAnswer:
+    """Normalise and parse one answer string; raises UnparseableAnswer."""
+    text = normalize_answer(answer)
+    if not text:
+        raise UnparseableAnswer("empty answer")
+    percent = text.endswith("%")
+    if percent:
+        text = text[:-1]
+    plain = latex_to_plain(text) if "\\" in text else text.replace("{", "(").replace("}", ")")
+    if "\\" in plain:
+        value = _parse_latex_fallback(text)
+        _check_power_sizes(value)
+    else:
+        value = _parse_plain(plain)
+    if not isinstance(value, sympy.Expr):
+        raise UnparseableAnswer(f"not an expression: {answer!r}")
+    return ParsedAnswer(value, percent)
+
+
+# ---------------------------------------------------------------------------------------------
+# Equivalence
+# ---------------------------------------------------------------------------------------------
+
+
+class AnswerTimeout(Exception):
+    """sympy ran past the time budget."""
+
+
+@contextlib.contextmanager
+def time_budget(seconds: float) -> Iterator[None]:
+    """Raise AnswerTimeout after `seconds` (SIGALRM; only in the main thread, else unguarded)."""
+    usable = (
+        seconds > 0
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise AnswerTimeout(f"sympy exceeded {seconds:g}s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _is_exact_rational(value: sympy.Expr) -> bool:
+    return bool(value.is_Rational)
+
+
+def _values_equal(left: sympy.Expr, right: sympy.Expr) -> bool:
+    if left == right:
+        return True
+    symbols = left.free_symbols | right.free_symbols
+    if not symbols:
+        if _is_exact_rational(left) and _is_exact_rational(right):
+            return False  # both exact and structurally different
+        difference = sympy.N(left - right, 30)
+        if not difference.is_number or difference.has(sympy.nan):
+            return False
+        if difference == 0:
+            return True
+        scale = max(1.0, abs(complex(sympy.N(right, 30))))
+        # A written decimal against an exact irrational is a rounded value: allow 1e-6 relative.
+        tolerance = 1e-6 if (left.is_Rational or right.is_Rational) else 1e-12
+        return abs(complex(difference)) <= tolerance * scale
+    if sympy.simplify(left - right) == 0:
+        return True
+    # Fall back to agreement at a few fixed points (guards against simplify's blind spots).
+    ordered = sorted(symbols, key=lambda symbol: symbol.name)
+    for point in (0.37, 1.91, -2.63):
+        substitution = {symbol: point + index * 0.71 for index, symbol in enumerate(ordered)}
+        try:
+            a = complex(sympy.N(left.subs(substitution), 20))
+            b = complex(sympy.N(right.subs(substitution), 20))
+        except (TypeError, ValueError):
+            return False
+        if abs(a - b) > 1e-9 * max(1.0, abs(b)):
+            return False
+    return True
+
+
+def _split_tuple(text: str) -> list[str] | None:
+    """'(1, 2)' or '1, 2' -> ['1', '2'] at top-level commas; None when there is no tuple."""
+    inner = text.strip()
+    if inner[:1] in "([" and inner[-1:] in ")]":
+        inner = inner[1:-1]
+    parts, depth, current = [], 0, ""
+    for char in inner:
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return [part.strip() for part in parts] if len(parts) > 1 else None
+
+
+def _parsed_equal(left: ParsedAnswer, right: ParsedAnswer) -> bool:
+    if left.percent == right.percent:
+        return _values_equal(left.value, right.value)
+    percent, other = (left, right) if left.percent else (right, left)
+    return _values_equal(percent.value, other.value) or _values_equal(
+        percent.value / 100, other.value
+    )
+
+
+def answers_equal(a: str, b: str, time_budget_s: float = DEFAULT_TIME_BUDGET_S) -> bool:
+    """True iff two answer strings denote the same value (see module doc for the rules)."""
+    return _compare(a, b, time_budget_s)[0]
+
+
+def _compare(a: str, b: str, time_budget_s: float) -> tuple[bool, str]:
+    norm_a, norm_b = normalize_answer(a), normalize_answer(b)
+    if norm_a and norm_a == norm_b:
+        return True, "identical after normalisation"
+    tuple_a, tuple_b = _split_tuple(norm_a), _split_tuple(norm_b)
+    if tuple_a is not None or tuple_b is not None:
+        if tuple_a is None or tuple_b is None or len(tuple_a) != len(tuple_b):
+            return False, "tuple shape differs"
+        verdicts = [_compare(x, y, time_budget_s) for x, y in zip(tuple_a, tuple_b)]
+        return all(ok for ok, _ in verdicts), "element-wise tuple comparison"
+    try:
+        with time_budget(time_budget_s):
+            parsed_a, parsed_b = parse_answer(norm_a), parse_answer(norm_b)
+            equal = _parsed_equal(parsed_a, parsed_b)
+    except AnswerTimeout as error:
+        return False, f"timeout: {error}"
+    except UnparseableAnswer as error:
+        return False, f"unparseable: {error}"
+    except (TypeError, ValueError, ZeroDivisionError, RecursionError) as error:
+        return False, f"sympy error: {type(error).__name__}"
+    return equal, "sympy-equal" if equal else "values differ"
+
+
+def _gold_answer(gold: str) -> str:
+    """Gold may be a bare answer or a full reference solution ('#### 72', '\\boxed{..}')."""
+    if _HASHES.search(gold) or _BOXED.search(gold) or _ANSWER_IS.search(gold):
+        found = extract_answer(gold, fallback_last_number=False)
+        if found is not None:
+            return found
+    return gold
+
+
+def verify_answer(
+    model_text: str,
+    gold: str | int | float,
+    time_budget_s: float = DEFAULT_TIME_BUDGET_S,
+    fallback_last_number: bool = True,
+) -> dict[str, Any]:
+    """Per-row verdict: ``{"ok": bool, "detail": str, "extracted": str | None}``."""
+    gold_answer = _gold_answer(str(gold))
+    found = extract_answer_with_method(model_text or "", fallback_last_number)
+    if found is None:
+        return {"ok": False, "detail": "no answer found in model output", "extracted": None}
+    ok, why = _compare(found.answer, gold_answer, time_budget_s)
+    verdict = "match" if ok else "mismatch"
+    detail = f"{verdict} ({found.method}): {found.answer!r} vs gold {gold_answer!r}; {why}"
+    return {"ok": ok, "detail": detail, "extracted": found.answer}
