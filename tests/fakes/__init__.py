@@ -1,5 +1,5 @@
 """Local fake servers for tests and benchmarks: fault-injecting and zero-latency OpenAI endpoints."""
 
-from fakes.openai_server import FakeOpenAIServer, fingerprint, free_port
+from .openai_server import FakeOpenAIServer, fingerprint, free_port
 
 __all__ = ["FakeOpenAIServer", "fingerprint", "free_port"]

@@ -6,6 +6,7 @@ added (AlphaGeometry's coordinate trick), so a premise set can never be contradi
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 
 from synthloom.mathgen.relations import Quantity, Relation, holds
@@ -16,6 +17,9 @@ class InconsistentPremise(ValueError):
 
 
 def _sentence(text: str) -> str:
+    """Capitalise a premise sentence, but never an algebra symbol ("y = 2x + 1.")."""
+    if re.match(r"[a-z](?:\W|$)", text):
+        return text
     return text[:1].upper() + text[1:]
 
 

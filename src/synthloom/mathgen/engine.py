@@ -94,11 +94,10 @@ def deduce(premises: list[Relation], max_depth: int = 64) -> Closure:
                 if value is None:
                     continue
                 known = tuple(dict.fromkeys(v for v in relation.variables if v != unknown[0]))
-                parent_depth = max((facts[v].depth for v in known), default=-1)
                 rule = "given" if relation.kind == "given" else "solve"
-                layer[unknown[0]] = Fact(
-                    unknown[0], value, rule, (relation.id,), known, parent_depth + 1
-                )
+                # Givens are depth 0; every applied rule adds one step, even with no parent facts.
+                depth = 0 if rule == "given" else 1 + max((facts[v].depth for v in known), default=0)
+                layer[unknown[0]] = Fact(unknown[0], value, rule, (relation.id,), known, depth)
             elif len(unknown) == 2 and relation.is_linear:
                 pending_pairs[(min(unknown), max(unknown))].append(relation)
         for pair, relations in pending_pairs.items():
@@ -111,10 +110,10 @@ def deduce(premises: list[Relation], max_depth: int = 64) -> Closure:
             known = tuple(
                 dict.fromkeys(v for v in first.variables + second.variables if v not in pair)
             )
-            parent_depth = max((facts[v].depth for v in known), default=-1)
+            depth = 1 + max((facts[v].depth for v in known), default=0)
             for variable, value in zip(pair, result):
                 layer[variable] = Fact(
-                    variable, value, "eliminate", (first.id, second.id), known, parent_depth + 1
+                    variable, value, "eliminate", (first.id, second.id), known, depth
                 )
         if not layer:
             break
@@ -162,14 +161,42 @@ def derives(premises: list[Relation], target: str) -> bool:
     return target in deduce(premises).facts
 
 
-def shave(premises: list[Relation], target: str) -> Proof:
+def might_derive(premises: list[Relation], target: str) -> bool:
+    """The rules' structure only (no arithmetic): False means `target` is surely underivable.
+
+    Arithmetic can only block a step (division by zero, a singular pair), never enable one, so
+    this over-approximates `derives` at a fraction of its cost; shave uses it as a pre-filter.
+    """
+    known: set[str] = set()
+    active = [(r.is_linear, frozenset(r.variables)) for r in premises]
+    progress = True
+    while progress and target not in known:
+        progress = False
+        pairs: dict[frozenset[str], int] = defaultdict(int)
+        newly: set[str] = set()
+        for linear, variables in active:
+            unknown = variables - known
+            if len(unknown) == 1:
+                newly |= unknown
+            elif linear and len(unknown) == 2:
+                pairs[unknown] += 1
+        for unknown, count in pairs.items():
+            if count >= 2:
+                newly |= unknown
+        if newly - known:
+            known |= newly
+            progress = True
+    return target in known
+
+
+def shave(premises: list[Relation], target: str, closure: Closure | None = None) -> Proof:
     """Traceback, then drop any premise whose removal still derives the target, to a fixpoint.
 
     Traceback alone gives the premises of one derivation; a different derivation inside that set
     could need fewer, so each premise is tried out (AlphaGeometry's shorten-and-shave idea). The
     result is irreducible: removing any remaining premise makes the target underivable.
     """
-    proof = traceback(deduce(premises), target)
+    proof = traceback(closure if closure is not None else deduce(premises), target)
     changed = True
     while changed:
         changed = False
@@ -178,6 +205,8 @@ def shave(premises: list[Relation], target: str) -> Proof:
             if relation.variables == (target,) and relation.kind == "given":
                 continue  # the target itself is never a premise (filtered before we get here)
             rest = [r for r in subset if r.id != relation.id]
+            if not might_derive(rest, target):
+                continue
             closure = deduce(rest)
             if target in closure.facts:
                 proof = traceback(closure, target)

@@ -154,3 +154,13 @@ def to_sympy(relation: Relation, symbols: dict[str, sympy.Symbol]) -> sympy.Eq:
         a, b, c = (rational(k) for k in relation.coefficients)
         return sympy.Eq(a * s[0] ** 2 + b * s[0] + c, 0)
     raise ValueError(f"unknown relation kind {relation.kind!r}")
+
+
+def equation_text(relation: Relation) -> str:
+    """The premise as 'lhs = rhs' in sympy syntax over variable keys; quadratics add ', x > 0'."""
+    symbols = {v: sympy.Symbol(v) for v in relation.variables}
+    equation = to_sympy(relation, symbols)
+    text = f"{sympy.sstr(equation.lhs)} = {sympy.sstr(equation.rhs)}"
+    if relation.kind == "quadratic":
+        text += f", {relation.variables[0]} > 0"
+    return text

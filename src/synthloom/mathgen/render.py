@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 
 from synthloom.mathgen.engine import Fact
@@ -13,7 +14,8 @@ def _operands(
     relation: Relation, target: str, quantities: dict[str, Quantity], values: dict[str, Fraction]
 ) -> dict[str, str]:
     """Formatted value of every variable of the premise except the target."""
-    return {v: quantities[v].format(values[v]) for v in relation.variables if v != target}
+    shown = {v: quantities[v].format(values[v]) for v in relation.variables if v != target}
+    return {v: f"({text})" if text.startswith("-") else text for v, text in shown.items()}
 
 
 def _linear_expression(
@@ -26,9 +28,10 @@ def _linear_expression(
     if form == "add":  # out = a + c
         out, a = variables
         c = relation.constant
+        step = unit.format(abs(c))  # "$2" for money, "2" otherwise
         if target == out:
-            return f"{show[a]} + {format_number(c)}" if c > 0 else f"{show[a]} - {format_number(-c)}"
-        return f"{show[out]} - {format_number(c)}" if c > 0 else f"{show[out]} + {format_number(-c)}"
+            return f"{show[a]} + {step}" if c > 0 else f"{show[a]} - {step}"
+        return f"{show[out]} - {step}" if c > 0 else f"{show[out]} + {step}"
     if form in ("scale", "percent"):  # out = k * a
         out, a = variables
         k = meta["k"]
@@ -92,6 +95,19 @@ def _linear_expression(
     return f"({numerator}) / {format_factor(own)}" if others else f"{numerator} / {format_factor(own)}"
 
 
+def polynomial_text(coefficients: tuple[Fraction, ...], name: str) -> str:
+    """a*x^2 + b*x + c written the usual way: x^2 - 5x + 6."""
+    text = ""
+    for power, k in zip((2, 1, 0), coefficients):
+        if k == 0:
+            continue
+        magnitude = format_number(abs(k))
+        body = {2: f"{name}^2", 1: name, 0: ""}[power]
+        term = (magnitude if abs(k) != 1 or power == 0 else "") + body
+        text += (" - " if k < 0 else " + ") + term if text else ("-" if k < 0 else "") + term
+    return text
+
+
 def _quadratic_line(relation: Relation, quantity: Quantity, value: Fraction) -> str:
     a, b, c = relation.coefficients
     root = (b * b - 4 * a * c)
@@ -101,9 +117,9 @@ def _quadratic_line(relation: Relation, quantity: Quantity, value: Fraction) -> 
         def factor(r: Fraction) -> str:
             return f"({name} - {format_number(r)})" if r > 0 else f"({name} + {format_number(-r)})"
 
-        working = f"{relation.text.rstrip('.')} factors as {factor(value)}{factor(other)} = 0"
+        working = f"{polynomial_text(relation.coefficients, name)} = 0 factors as {factor(value)}{factor(other)} = 0"
     else:
-        working = f"The discriminant of {relation.text.rstrip('.')} is {format_number(root)}"
+        working = f"The discriminant of {polynomial_text(relation.coefficients, name)} is {format_number(root)}"
     assert positive_quadratic_root(a, b, c) == value
     return (
         f"{working}, so the roots are {format_number(value)} and {format_number(other)}; "
@@ -143,8 +159,12 @@ def _elimination_line(
     working = f"{format_number(right)} / {format_number(determinant)} = " if determinant != 1 else ""
     return (
         f"Combining the two facts to eliminate {other}: {format_factor(determinant)} × {label} = "
-        f"{format_number(right)}, so {quantity.state(working + quantity.format(fact.value))}."
+        f"{format_number(right)}. {_capitalise(quantity.state(working + quantity.format(fact.value)))}."
     )
+
+
+def _capitalise(text: str) -> str:
+    return text if re.match(r"[a-z](?:\W|$)", text) else text[:1].upper() + text[1:]
 
 
 def step_line(

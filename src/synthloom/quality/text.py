@@ -50,12 +50,14 @@ def rouge_words(text: str) -> list[str]:
     return _ROUGE_TOKEN_NON_ASCII.findall(text)
 
 
-def normalize(text: str) -> str:
-    """Canonical form for exact comparison: NFKC, lowercase, punctuation dropped, single spaces.
+def normalized_words(text: str) -> list[str]:
+    """`words` after NFKC, which folds full-width and compatibility characters (common in CJK text)."""
+    return words(text if text.isascii() else unicodedata.normalize("NFKC", text))
 
-    NFKC folds full-width and compatibility characters (common in CJK text) onto their plain form.
-    """
-    return " ".join(words(unicodedata.normalize("NFKC", text)))
+
+def normalize(text: str) -> str:
+    """Canonical form for exact comparison: NFKC, lowercase, punctuation dropped, single spaces."""
+    return " ".join(normalized_words(text))
 
 
 def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
@@ -75,6 +77,28 @@ def text_fingerprint(text: str) -> str:
     return hashlib.blake2b(normalize(text).encode("utf-8"), digest_size=16).hexdigest()
 
 
+def hash_strings(strings: Sequence[str]) -> np.ndarray:
+    """Stable 64-bit hashes of many strings at once (vectorised over code-point columns).
+
+    Strings longer than 64 characters go through blake2b one by one so that one huge token
+    cannot blow up the (strings x max length) code-point matrix.
+    """
+    out = np.empty(len(strings), dtype=np.uint64)
+    short = [i for i, t in enumerate(strings) if len(t) <= 64]
+    long_ = [i for i, t in enumerate(strings) if len(t) > 64]
+    if short:
+        arr = np.array([strings[i] for i in short], dtype=np.str_)
+        width = arr.dtype.itemsize // 4
+        cps = arr.view(np.uint32).reshape(len(short), max(width, 1)).astype(np.uint64)
+        acc = np.char.str_len(arr).astype(np.uint64)  # the length keeps padding from colliding
+        for j in range(cps.shape[1]):
+            acc = mix64(acc * _GOLDEN + cps[:, j])
+        out[short] = acc
+    for i in long_:
+        out[i] = stable_hash64(strings[i])
+    return out
+
+
 class TokenHasher:
     """Maps tokens to stable 64-bit hashes, memoised (token frequencies are Zipfian)."""
 
@@ -82,14 +106,12 @@ class TokenHasher:
         self._cache: dict[str, int] = {}
 
     def hash_tokens(self, tokens: Iterable[str]) -> np.ndarray:
+        tokens = tokens if isinstance(tokens, list) else list(tokens)
         cache = self._cache
-        out = []
-        for t in tokens:
-            h = cache.get(t)
-            if h is None:
-                h = cache[t] = stable_hash64(t)
-            out.append(h)
-        return np.array(out, dtype=np.uint64)
+        missing = [t for t in dict.fromkeys(tokens) if t not in cache]
+        if missing:
+            cache.update(zip(missing, hash_strings(missing).tolist()))
+        return np.array(list(map(cache.__getitem__, tokens)), dtype=np.uint64)
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

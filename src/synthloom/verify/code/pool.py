@@ -12,12 +12,16 @@ The pool runs its own event loop on a background thread, so it serves both synch
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures
 import itertools
+import json
 import logging
 import os
 import sys
 import threading
 import warnings
+import weakref
 from collections import deque
 from collections.abc import Coroutine, Iterable
 from typing import Any, TypeVar
@@ -42,6 +46,16 @@ WORKER_START_TIMEOUT_S = 30.0
 WORKER_GRACE_S = 5.0
 UNISOLATED_WARNING = ("synthloom code sandbox: isolation='none' — untrusted code will run WITHOUT "
                       "namespaces: it can read your files, use the network and see other processes")
+
+
+_open_pools: "weakref.WeakSet[SandboxPool]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_pools() -> None:
+    """Pools left open at exit still remove their cgroups and scratch directories."""
+    for pool in list(_open_pools):
+        pool.close()
 
 
 class WorkerLost(Exception):
@@ -91,8 +105,6 @@ class _Worker:
             body = await self.process.stdout.readexactly(size)
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             raise WorkerLost("worker exited") from exc
-        import json
-
         return json.loads(body)
 
     async def execute(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
@@ -115,6 +127,7 @@ class _Worker:
             await self.process.wait()
         if self._stderr_task is not None:
             self._stderr_task.cancel()
+        # Synchronous on purpose: at interpreter exit executor threads are no longer available.
         self.launch.release()
 
     async def close(self) -> None:
@@ -149,9 +162,8 @@ class SandboxPool:
         self._ids = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._idle: asyncio.Queue[_Worker] | None = None
+        self._idle: asyncio.Queue[_Worker | None] | None = None  # None: the pool is broken
         self._workers: set[_Worker] = set()
-        self._nproc_rlimit: int | None = None
         self._start_lock = threading.Lock()
         self._started = False
         self._closed = False
@@ -210,7 +222,7 @@ class SandboxPool:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _submit(self, coro: Coroutine[Any, Any, T]) -> "asyncio.Future[T] | Any":
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
         if self._closed:
             coro.close()
             raise SandboxUnavailableError("sandbox pool is closed")
@@ -220,6 +232,7 @@ class SandboxPool:
                 self._thread = threading.Thread(target=self._loop.run_forever, name="synthloom-sandbox",
                                                 daemon=True)
                 self._thread.start()
+                _open_pools.add(self)
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def _launch(self) -> WorkerLaunch:
@@ -231,7 +244,6 @@ class SandboxPool:
         launch = await asyncio.to_thread(self._launch)
         worker = _Worker(launch)
         await worker.start()
-        self._nproc_rlimit = launch.nproc_rlimit
         self._workers.add(worker)
         return worker
 
@@ -258,24 +270,38 @@ class SandboxPool:
 
     async def _run_one(self, snippet: Snippet, limits: SandboxLimits) -> ExecResult:
         assert self._idle is not None
-        wire_limits = limits.to_wire() | {"nproc_rlimit": self._nproc_rlimit}
+        worker = await self._idle.get()
+        if worker is None:
+            self._idle.put_nowait(None)  # wake the next waiter too
+            raise SandboxUnavailableError("sandbox pool is broken: a worker could not be restarted")
+        wire_limits = limits.to_wire() | {"nproc_rlimit": worker.launch.nproc_rlimit(limits.max_processes)}
         request = {"id": next(self._ids), "code": snippet.code, "tests": list(snippet.tests),
                    "stdin": snippet.stdin, "limits": wire_limits}
-        worker = await self._idle.get()
         try:
+            worker.launch.set_max_processes(limits.max_processes)
             reply = await worker.execute(request, limits.wall_s + WORKER_GRACE_S)
         except WorkerLost as exc:
             log.warning("sandbox worker lost (%s); replacing it", exc)
             self._workers.discard(worker)
             await worker.kill()
-            worker = await self._spawn()
+            await self._replace_worker()
             status = "timeout" if "answering" in str(exc) else "killed"
             return ExecResult(status=status, exit_code=None, stdout="", stderr=f"sandbox worker lost: {exc}",
                               duration_s=0.0, tests_total=len(snippet.tests),
                               failed_tests=tuple(range(len(snippet.tests))))
-        finally:
+        except BaseException:
             self._idle.put_nowait(worker)
+            raise
+        self._idle.put_nowait(worker)
         return ExecResult.from_wire(reply)
+
+    async def _replace_worker(self) -> None:
+        assert self._idle is not None
+        try:
+            self._idle.put_nowait(await self._spawn())
+        except Exception as exc:
+            log.error("sandbox worker could not be restarted: %s", exc)
+            self._idle.put_nowait(None)
 
     async def _shutdown(self) -> None:
         workers, self._workers = list(self._workers), set()

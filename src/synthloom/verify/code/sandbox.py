@@ -18,10 +18,12 @@ import json
 import logging
 import os
 import shutil
+import signal
 import site
 import subprocess
 import sys
 import sysconfig
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +95,7 @@ class PidsCgroup:
     """A pids cgroup holding one worker's whole process tree (used only when running as root)."""
 
     path: Path
+    _current_max: int = -1
 
     @classmethod
     def create(cls, max_pids: int) -> "PidsCgroup":
@@ -104,8 +107,9 @@ class PidsCgroup:
                 if not (group / "pids.max").exists():
                     group.rmdir()
                     continue
-                (group / "pids.max").write_text(str(max_pids))
-                return cls(group)
+                cgroup = cls(group)
+                cgroup.set_max(max_pids)
+                return cgroup
             except OSError as exc:
                 errors.append(f"{parent}: {exc.strerror}")
                 try:
@@ -117,15 +121,38 @@ class PidsCgroup:
             "code sandbox running as root cannot limit processes (the kernel exempts root from "
             f"RLIMIT_NPROC) and no writable pids cgroup was found ({detail}); run as a non-root user")
 
+    def set_max(self, max_pids: int) -> None:
+        if max_pids != self._current_max:
+            (self.path / "pids.max").write_text(str(max_pids))
+            self._current_max = max_pids
+
     @property
     def procs_file(self) -> str:
         return str(self.path / "cgroup.procs")
 
     def remove(self) -> None:
-        try:
-            self.path.rmdir()
-        except OSError as exc:
-            log.debug("could not remove cgroup %s: %s", self.path, exc)
+        """Kill whatever is still in the group, then remove it (it must be empty to go)."""
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
+            except OSError:
+                pids = []
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    log.warning("could not remove sandbox cgroup %s: %s", self.path, exc.strerror)
+                    return
+            time.sleep(0.01)
 
 
 def _pids_cgroup_parents() -> list[Path]:
@@ -156,7 +183,17 @@ class WorkerLaunch:
     env: dict[str, str]
     cgroup: PidsCgroup | None = None
     scratch_dir: str | None = None  # host-side scratch (isolation='none' only), removed with the worker
-    nproc_rlimit: int | None = None  # RLIMIT_NPROC for snippets; None leaves the inherited one
+    # Processes of the worker itself that share the snippet's process budget; None: RLIMIT_NPROC can't
+    # be a per-snippet limit here (isolation='none' counts all the user's processes) so it is left alone.
+    process_overhead: int | None = WORKER_OVERHEAD_PROCESSES
+
+    def nproc_rlimit(self, max_processes: int) -> int | None:
+        return None if self.process_overhead is None else max_processes + self.process_overhead
+
+    def set_max_processes(self, max_processes: int) -> None:
+        """Apply one snippet's process budget to the worker's cgroup (a no-op without one)."""
+        if self.cgroup is not None:
+            self.cgroup.set_max(max_processes + WORKER_OVERHEAD_PROCESSES)
 
     def release(self) -> None:
         if self.cgroup is not None:
@@ -190,7 +227,7 @@ def bwrap_launch(python: str, max_processes: int, scratch_bytes: int) -> WorkerL
         argv += ["--setenv", name, value]
     argv += [python, "-I", "-c", worker_source(), "--scratch-root", SANDBOX_SCRATCH,
              "--wipe", "/dev/shm", "--pid-namespace", "--drop-caps"]
-    launch = WorkerLaunch(argv=argv, env=dict(WORKER_ENV), nproc_rlimit=max_processes + WORKER_OVERHEAD_PROCESSES)
+    launch = WorkerLaunch(argv=argv, env=dict(WORKER_ENV))
     if os.geteuid() == 0:
         launch.cgroup = PidsCgroup.create(max_processes + WORKER_OVERHEAD_PROCESSES)
         # Join the cgroup before bwrap forks, so every process of the sandbox is counted.
@@ -204,7 +241,7 @@ def unisolated_launch(python: str, max_processes: int) -> WorkerLaunch:
     scratch = tempfile.mkdtemp(prefix="synthloom-unsandboxed-")
     argv = [python, "-I", "-c", worker_source(), "--scratch-root", scratch]
     # RLIMIT_NPROC counts every process of this user on the host here, so it cannot be a per-snippet limit.
-    return WorkerLaunch(argv=argv, env=dict(WORKER_ENV), scratch_dir=scratch)
+    return WorkerLaunch(argv=argv, env=dict(WORKER_ENV), scratch_dir=scratch, process_overhead=None)
 
 
 @functools.lru_cache(maxsize=4)

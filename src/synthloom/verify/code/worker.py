@@ -370,7 +370,8 @@ class Worker:
         if outcome["over_output"]:
             status = "output_limit"
         elif outcome["timed_out"] or signum == signal.SIGXCPU or (
-                signum == signal.SIGKILL and outcome["cpu_s"] >= cpu_limit * 0.98):
+                # The kernel's RLIMIT_CPU kill lands a little before rusage shows the full limit.
+                signum == signal.SIGKILL and outcome["cpu_s"] >= cpu_limit * 0.9):
             status = "timeout"
         elif (report and report["memory"]) or (exit_code != 0 and stderr.rstrip().endswith("MemoryError")):
             status = "memory"
@@ -387,7 +388,7 @@ class Worker:
         return {
             "status": status, "exit_code": exit_code, "stdout": buffers["stdout"].decode("utf-8", "replace"),
             "stderr": stderr, "duration_s": outcome["duration_s"], "tests_passed": min(passed, total_tests),
-            "tests_total": total_tests, "failed_tests": failed,
+            "tests_total": total_tests, "failed_tests": failed, "cpu_s": outcome["cpu_s"],
         }
 
 

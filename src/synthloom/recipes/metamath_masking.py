@@ -1,0 +1,199 @@
+"""MetaMath backward questions (FOBAR and Self-Verification): deterministic, no model involved.
+
+Masking (TECHNIQUES §1.3, after MetaMath's ``main_create_backward_questions.py``):
+
+* the question is split on single spaces; a token is a *number token* if it contains a digit, no
+  letter and none of ``\\n : ( ) - * " + –`` (so negatives, ranges, times and formulas are left
+  alone); for GSM8K the words one … twelve, sixteen, fifth and half count too;
+* each number token gives **one** backward question with that token (only) replaced by ``x``
+  (GSM8K) or ``X`` (MATH), keeping a leading ``$`` and the trailing punctuation
+  (``, . ? ; ” ' ! " %``): ``$12.`` → ``$x.``, ``50%,`` → ``x%,``. (MetaMath's code drops the ``$``
+  when punctuation follows; we keep both, which is what its prose intends.)
+
+FOBAR appends the forward answer as a given; SV instead turns the question sentence into a
+declarative statement and asks for x. They are different templates and stay separate.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+Dataset = Literal["gsm8k", "math"]
+
+NUMBER_WORDS: dict[str, str] = {
+    "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
+    "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "sixteen": "16",
+    "fifth": "5", "half": "50%",
+}  # MetaMath's list and values, kept as is ("half" masks to 50%, "fifth" to 5)
+TRAILING_PUNCTUATION = frozenset(",.?;”'!\"%")
+_FORBIDDEN = re.compile(r"[\n:()\-*\"+–]")
+_LETTER = re.compile(r"[A-Za-z]")
+_DIGIT = re.compile(r"\d")
+
+
+@dataclass(frozen=True)
+class BackwardQuestion:
+    """One masked question: the text with one number replaced by the variable, and that number."""
+
+    question: str
+    masked_value: str  # the number that was masked, cleaned: "1,000" -> "1000", "five" -> "5"
+    token_index: int  # position of the masked token in question.split(" ")
+
+
+def unknown_variable(dataset: Dataset) -> str:
+    return "X" if dataset == "math" else "x"
+
+
+def _bare_word(token: str) -> str:
+    return token.rstrip("".join(TRAILING_PUNCTUATION)).lower()
+
+
+def is_number_token(token: str, dataset: Dataset = "gsm8k") -> bool:
+    """MetaMath's number-token rule (number words count for GSM8K only)."""
+    if dataset == "gsm8k" and _bare_word(token) in NUMBER_WORDS:
+        return True
+    return bool(_DIGIT.search(token)) and not _LETTER.search(token) and not _FORBIDDEN.search(token)
+
+
+def _split_affixes(token: str, dataset: Dataset) -> tuple[str, str, str]:
+    """(prefix kept, number core, suffix kept) for a number token."""
+    trailing = TRAILING_PUNCTUATION | ({"$"} if dataset == "math" else set())
+    prefix = "$" if token.startswith("$") else ""
+    core = token[len(prefix) :]
+    end = len(core)
+    while end > 0 and core[end - 1] in trailing:
+        end -= 1
+    return prefix, core[:end], core[end:]
+
+
+def _clean_value(core: str, dataset: Dataset) -> str:
+    word = core.lower()
+    if dataset == "gsm8k" and word in NUMBER_WORDS:
+        return NUMBER_WORDS[word]
+    return core.replace(",", "")
+
+
+def mask_token(token: str, dataset: Dataset = "gsm8k") -> tuple[str, str]:
+    """(replacement text, masked value) for one number token."""
+    prefix, core, suffix = _split_affixes(token, dataset)
+    value = _clean_value(core, dataset)
+    if suffix.startswith("%") and not value.endswith("%"):
+        value += "%"  # "25%" masks to "x%": the masked quantity is the percentage
+        value = value[:-1]  # ...but the value asked for is the number before the sign
+    return f"{prefix}{unknown_variable(dataset)}{suffix}", value
+
+
+def backward_questions(question: str, dataset: Dataset = "gsm8k") -> list[BackwardQuestion]:
+    """One masked question per number token, in order of appearance."""
+    tokens = question.split(" ")
+    results = []
+    for index, token in enumerate(tokens):
+        if not token or not is_number_token(token, dataset):
+            continue
+        replacement, value = mask_token(token, dataset)
+        masked = tokens[:index] + [replacement] + tokens[index + 1 :]
+        results.append(BackwardQuestion(" ".join(masked), value, index))
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# FOBAR
+# ---------------------------------------------------------------------------------------------
+
+
+def fobar_question(masked_question: str, answer: str, dataset: Dataset = "gsm8k") -> str:
+    """The masked question followed by the forward answer given as known."""
+    variable = "$X$" if dataset == "math" else "x"
+    lead = "### " if dataset == "math" else ""
+    return (
+        f"{masked_question}\n{lead}If we know the answer to the above question is {answer}, "
+        f"what is the value of unknown variable {variable}?"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-Verification
+# ---------------------------------------------------------------------------------------------
+
+# A sentence boundary is '.', ',' (MetaMath turns commas into full stops first), '?' or '!'
+# followed by whitespace. Unlike MetaMath's plain split, decimals ("2.50") and thousands
+# separators ("1,000") are never boundaries.
+_BOUNDARY = re.compile(r"[.,?!](?=\s)")
+
+
+def sv_split(masked_question: str) -> tuple[str, str]:
+    """(context, question sentence): the last sentence is the one to rewrite declaratively."""
+    text = masked_question.strip()
+    boundaries = [m.end() for m in _BOUNDARY.finditer(text)]
+    if not boundaries:
+        return "", text
+    cut = boundaries[-1]
+    context, sentence = text[:cut].strip(), text[cut:].strip()
+    if context.endswith(","):
+        context = context[:-1] + "."
+    return context, sentence
+
+
+def sv_rewrite_input(question_sentence: str, answer: str) -> str:
+    """What the few-shot rewriter sees: 'How many …? The answer is 5.'"""
+    return f"{question_sentence} The answer is {answer}."
+
+
+def sv_question(context: str, declarative: str, dataset: Dataset = "gsm8k") -> str:
+    """Context + declarative statement + the request for the unknown variable."""
+    variable = "$X$" if dataset == "math" else "x"
+    body = f"{context} {declarative.strip()}".strip()
+    return f"{body} What is the value of unknown variable {variable}?"
+
+
+_PRESENT = {"have": "has", "do": "does"}
+_PAST = {
+    "spend": "spent", "pay": "paid", "make": "made", "get": "got", "have": "had", "buy": "bought",
+    "sell": "sold", "give": "gave", "eat": "ate", "read": "read", "win": "won", "take": "took",
+    "find": "found", "lose": "lost", "bring": "brought", "keep": "kept", "put": "put",
+}
+
+
+def _third_person(verb: str) -> str:
+    if verb in _PRESENT:
+        return _PRESENT[verb]
+    if verb.endswith(("s", "sh", "ch", "x", "z", "o")):
+        return verb + "es"
+    if verb.endswith("y") and verb[-2:-1] not in "aeiou":
+        return verb[:-1] + "ies"
+    return verb + "s"
+
+
+def _past(verb: str) -> str:
+    if verb in _PAST:
+        return _PAST[verb]
+    if verb.endswith("e"):
+        return verb + "d"
+    if verb.endswith("y") and verb[-2:-1] not in "aeiou":
+        return verb[:-1] + "ied"
+    return verb + "ed"
+
+
+def declarative_statement(question_sentence: str, answer: str) -> str | None:
+    """Rule-based SV rewrite for common question shapes; None when the LLM rewrite is needed.
+
+    "How many apples does Bob have?" + 5 -> "Bob has 5 apples."
+    """
+    q = question_sentence.strip().rstrip("?").strip()
+    patterns: list[tuple[str, object]] = [
+        (r"How many (?P<noun>.+?) are there(?P<rest>.*)", lambda m: f"There are {answer} {m['noun']}{m['rest']}."),
+        (r"How many (?P<noun>.+?) (?P<aux>does|did) (?P<subj>.+?) (?P<verb>[a-z]+)(?P<rest>(?: .*)?)",
+         lambda m: f"{m['subj']} {(_third_person if m['aux'] == 'does' else _past)(m['verb'])} {answer} {m['noun']}{m['rest']}."),
+        (r"How many (?P<noun>.+?) do (?P<subj>.+?) (?P<verb>[a-z]+)(?P<rest>(?: .*)?)",
+         lambda m: f"{m['subj']} {m['verb']} {answer} {m['noun']}{m['rest']}."),
+        (r"How much (?:money )?(?P<aux>does|did) (?P<subj>.+?) (?P<verb>[a-z]+)(?P<rest>(?: .*)?)",
+         lambda m: f"{m['subj']} {(_third_person if m['aux'] == 'does' else _past)(m['verb'])} {answer}{m['rest']}."),
+        (r"What (?:is|was) (?P<thing>.+)", lambda m: f"{m['thing'][:1].upper()}{m['thing'][1:]} is {answer}."),
+    ]
+    for pattern, build in patterns:
+        match = re.fullmatch(pattern, q)
+        if match:
+            return build(match)  # type: ignore[operator]
+    return None
