@@ -70,7 +70,8 @@ def main() -> None:
             ours, ours_passed = run_ours(pool, snippets)
             base, base_passed = run_baseline(programs, args.workers)
             if ours_passed != count or base_passed != count:
-                raise SystemExit(f"correctness check failed: ours {ours_passed}/{count}, baseline {base_passed}/{count}")
+                raise SystemExit(f"correctness check failed: ours {ours_passed}/{count}, "
+                                 f"baseline {base_passed}/{count}")
             ours_rates.append(ours)
             base_rates.append(base)
             ratios.append(ours / base)

@@ -302,3 +302,57 @@ def test_chat_sync_works_across_event_loops():
         second = chat_sync(model, req("two"))  # a new loop: the client must rebind, not crash
         asyncio.run(model.aclose())
     assert first[0].text.startswith("echo one") and second[0].text.startswith("echo two")
+
+
+# ------------------------------------------------------------------ flow-control units
+
+
+def test_aimd_cuts_once_per_window_and_respects_its_bounds():
+    from synthloom.llm.ratelimit import AIMDLimiter
+
+    limiter = AIMDLimiter(max_limit=64, min_limit=2, initial=8)
+    for _ in range(8):
+        limiter.on_success()  # slow start: +1 per success doubles per window
+    assert limiter.current == 16
+    epoch = limiter.epoch
+    for _ in range(10):  # a burst of 429s from requests sent in the same window
+        limiter.on_overload(epoch)
+    assert limiter.current == 12 and limiter.decreases == 1
+    for _ in range(12):
+        limiter.on_success()  # additive now: about +1 per window
+    assert limiter.current == 12 or limiter.current == 13
+    for _ in range(30):
+        limiter.on_overload(limiter.epoch)
+    assert limiter.current == 2  # never below min_limit
+
+
+async def test_aimd_queues_callers_over_the_limit_fifo():
+    from synthloom.llm.ratelimit import AIMDLimiter
+
+    limiter = AIMDLimiter(max_limit=2, initial=2)
+    order: list[int] = []
+
+    async def worker(i: int) -> None:
+        await limiter.acquire()
+        order.append(i)
+        await asyncio.sleep(0.01)
+        limiter.release()
+
+    await asyncio.gather(*(worker(i) for i in range(6)))
+    assert order == list(range(6)) and limiter.in_flight == 0
+
+
+def test_retry_after_and_reset_headers_are_parsed():
+    from email.utils import formatdate
+
+    from synthloom.llm.ratelimit import RetryPolicy, parse_reset_duration, parse_retry_after
+
+    assert parse_retry_after("2") == 2.0
+    assert 8 <= parse_retry_after(formatdate(time.time() + 10, usegmt=True)) <= 10.5
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+    assert parse_reset_duration("6m0s") == 360 and parse_reset_duration("120ms") == pytest.approx(0.12)
+    assert parse_reset_duration("1h2m3.5s") == pytest.approx(3723.5)
+    policy = RetryPolicy(backoff_base=1.0, backoff_max=8.0)
+    assert all(1 <= policy.delay(2) <= 2 for _ in range(50))  # ceiling base * 2**(n-1)
+    assert all(4 <= policy.delay(10) <= 8 for _ in range(50))  # capped
+    assert 3.0 <= policy.delay(1, retry_after=3.0) <= 3.1

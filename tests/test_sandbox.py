@@ -205,6 +205,16 @@ def test_scratch_is_fresh_for_every_snippet():
     assert tmp_listing == f"['{os.path.basename(cwd)}']"
 
 
+def test_namespaced_kernel_state_does_not_leak_between_snippets():
+    with SandboxPool(workers=1) as single:
+        first = single.run("open('/proc/sys/kernel/hostname', 'w').write('changed')\n"
+                           "import ctypes\nlibc = ctypes.CDLL(None)\nprint(libc.shmget(4242, 4096, 0o1666))")
+        second = single.run("import socket, ctypes\nprint(socket.gethostname())\n"
+                            "print(ctypes.CDLL(None).shmget(4242, 4096, 0o666))")
+    assert first.status == "ok" and int(first.stdout) >= 0, first.stderr
+    assert second.stdout.splitlines() == ["sandbox", "-1"]  # no such segment any more
+
+
 def test_module_state_does_not_leak_between_snippets():
     with SandboxPool(workers=1) as single:
         single.run("import math, json\nmath.pi = 3\njson.dumps = None\nimport builtins\nbuiltins.leak = 1")
@@ -241,3 +251,14 @@ def test_no_isolation_needs_explicit_opt_in_and_warns():
     with unsafe:
         result = unsafe.run(Snippet("def f():\n    return 2", tests=("assert f() == 2",)))
     assert result.verified
+
+
+def test_disabled_user_namespaces_fail_closed_with_the_reason(monkeypatch, tmp_path):
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create a new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    sandbox = SandboxPool(workers=1)
+    with pytest.raises(SandboxUnavailableError, match="cannot create namespaces.*No permissions"):
+        sandbox.start()
+    sandbox.close()

@@ -329,7 +329,7 @@ class OpenAIModel:
         connector = aiohttp.TCPConnector(limit=self.limiter.max_limit + 8, limit_per_host=0,
                                          ttl_dns_cache=300, keepalive_timeout=30)
         self._session = aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), headers=self._headers,
             timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=self.connect_timeout),
         )
         for bucket in (self.rpm_bucket, self.tpm_bucket):
@@ -352,6 +352,10 @@ class OpenAIModel:
             replica = self._pick(avoid)
             if isinstance(replica, float):  # every replica cooling down: wait, don't hammer
                 limiter.release()
+                if self.rpm_bucket is not None:
+                    self.rpm_bucket.adjust(1)  # nothing was sent: give the budget back
+                if self.tpm_bucket is not None:
+                    self.tpm_bucket.adjust(token_estimate)
                 await asyncio.sleep(replica)
                 continue
             replica.outstanding += 1
@@ -359,7 +363,7 @@ class OpenAIModel:
             stats.attempts += 1
             status, body, retry_after = 0, b"", None
             try:
-                async with session.post(replica.url, data=payload, headers=self._headers) as resp:
+                async with session.post(replica.url, data=payload) as resp:
                     status = resp.status
                     body = await resp.read()
                     headers = resp.headers

@@ -200,13 +200,20 @@ def with_schema_instruction(request: ChatRequest, schema: dict[str, Any]) -> Cha
     return dataclasses.replace(request, messages=messages, json_schema=None)
 
 
-def repair_request(request: ChatRequest, bad_text: str, reason: str) -> ChatRequest:
-    """One more turn: show the model its invalid answer and why, ask for corrected JSON."""
+def repair_request(request: ChatRequest, bad_text: str, reason: str,
+                   schema: dict[str, Any] | None = None) -> ChatRequest:
+    """One more turn: show the model its invalid answer and why, ask for corrected JSON.
+
+    `schema` is spelled out again when the conversation does not contain it yet (server-side
+    schema requests whose output still failed, e.g. a server that ignores response_format).
+    """
+    ask = f"That output is invalid ({reason}). Reply with only the corrected JSON."
+    if schema is not None:
+        ask += " " + schema_instruction(schema)
     messages = [
         *request.messages,
         {"role": "assistant", "content": bad_text},
-        {"role": "user", "content": f"That output is invalid ({reason}). "
-                                    "Reply with only the corrected JSON."},
+        {"role": "user", "content": ask},
     ]
     return dataclasses.replace(request, messages=messages, n=1)
 
@@ -215,7 +222,8 @@ Send = Callable[[ChatRequest], Awaitable[ChatResponse]]
 
 
 async def _settle_choice(send: Send, sent: ChatRequest, choice: Choice, schema: dict[str, Any],
-                         repair_rounds: int, usage: Usage) -> tuple[Choice, str | None]:
+                         repair_rounds: int, usage: Usage, native: bool,
+                         ) -> tuple[Choice, str | None]:
     """Parse one choice, repairing up to `repair_rounds` times; returns (choice, failure reason)."""
     text, finish = choice.text, choice.finish_reason
     for round_no in range(repair_rounds + 1):
@@ -230,7 +238,7 @@ async def _settle_choice(send: Send, sent: ChatRequest, choice: Choice, schema: 
             return Choice(json.dumps(value, ensure_ascii=False), finish, choice.logprobs), None
         if round_no == repair_rounds:
             return Choice(text, "error", choice.logprobs), reason
-        resp = await send(repair_request(sent, text, reason))
+        resp = await send(repair_request(sent, text, reason, schema if native else None))
         usage.add(resp.usage)
         repaired = resp.choices[0]
         text, finish, choice = repaired.text, repaired.finish_reason, repaired
@@ -253,7 +261,7 @@ async def complete_structured(send: Send, request: ChatRequest, schema: dict[str
     first = await send(sent)
     usage = Usage(first.usage.prompt_tokens, first.usage.completion_tokens)
     settled = await asyncio.gather(*(
-        _settle_choice(send, sent, c, schema, repair_rounds, usage) for c in first.choices
+        _settle_choice(send, sent, c, schema, repair_rounds, usage, native) for c in first.choices
     ))
     choices = [c for c, _ in settled]
     reasons = [r for _, r in settled]

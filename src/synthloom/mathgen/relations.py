@@ -156,11 +156,24 @@ def to_sympy(relation: Relation, symbols: dict[str, sympy.Symbol]) -> sympy.Eq:
     raise ValueError(f"unknown relation kind {relation.kind!r}")
 
 
+def _rational(value: Fraction) -> str:
+    return str(value.numerator) if value.denominator == 1 else f"({value.numerator}/{value.denominator})"
+
+
 def equation_text(relation: Relation) -> str:
-    """The premise as 'lhs = rhs' in sympy syntax over variable keys; quadratics add ', x > 0'."""
-    symbols = {v: sympy.Symbol(v) for v in relation.variables}
-    equation = to_sympy(relation, symbols)
-    text = f"{sympy.sstr(equation.lhs)} = {sympy.sstr(equation.rhs)}"
+    """The premise as 'lhs = rhs' in sympy syntax over variable keys; quadratics add ', x > 0'.
+
+    Plain string formatting (not sympy printing): it runs for every generated record.
+    """
+    v = relation.variables
+    if relation.kind == "given":
+        return f"{v[0]} = {_rational(relation.constant)}"
+    if relation.kind == "product":
+        return f"{v[0]} = {v[1]}*{v[2]}"
+    if relation.kind == "quotient":
+        return f"{v[0]}*{v[2]} = {v[1]}"
     if relation.kind == "quadratic":
-        text += f", {relation.variables[0]} > 0"
-    return text
+        a, b, c = (_rational(k) for k in relation.coefficients)
+        return f"{a}*{v[0]}**2 + {b}*{v[0]} + {c} = 0, {v[0]} > 0"
+    terms = " + ".join(f"{_rational(k)}*{name}" for k, name in zip(relation.coefficients, v))
+    return f"{terms} = {_rational(relation.constant)}"

@@ -77,6 +77,9 @@ class ModelStep(Step):
             cols |= self._system.variables
         return cols
 
+    def model_roles(self) -> set[str]:
+        return {self.model}
+
     def produced_columns(self) -> set[str]:
         if self.parse == "json" and self.spread and self.schema_:
             return set(self.schema_.get("properties", {}))

@@ -78,6 +78,9 @@ class Branch(Step):
         outs = [validate_steps(steps, available, f"{self.name}/{b}")[0] for b, steps in self.branches.items()]
         return set().union(*outs) | {self.branch_column}
 
+    def model_roles(self) -> set[str]:
+        return set().union(*(s.model_roles() for steps in self.branches.values() for s in steps))
+
     def config(self) -> dict[str, Any]:
         return {"type": "branch", "name": self.name, "branch_column": self.branch_column,
                 "branches": {b: [s.config() for s in steps] for b, steps in self.branches.items()}}
@@ -161,6 +164,9 @@ class Pipeline:
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ConfigError(f"pipeline {name!r}: step names must be unique, repeated: {', '.join(sorted(dup))}")
+
+    def model_roles(self) -> set[str]:
+        return set().union(*(s.model_roles() for s in self.steps))
 
     def validate(self, input_columns: set[str]) -> set[str]:
         return validate_steps(self.steps, set(input_columns))[0]

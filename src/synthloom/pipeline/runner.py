@@ -102,14 +102,21 @@ def build_models(pipeline: Pipeline, opts: RunOptions, cache_path: Path) -> tupl
     from synthloom.llm.spec import load_model
 
     specs = {**pipeline.models, **opts.models}
-    unknown = set(opts.models) - set(pipeline.models)
+    unknown = set(opts.models) - set(pipeline.models) - pipeline.model_roles()
     if unknown:
         roles = ", ".join(sorted(pipeline.models)) or "none"
         raise ConfigError(f"recipe {pipeline.name!r} has no model role {sorted(unknown)[0]!r} (its roles: {roles})")
     cache = RequestCache(cache_path)
     by_spec: dict[str, Any] = {}
     models: dict[str, Any] = {}
+    used = pipeline.model_roles()
+    missing = used - set(specs)
+    if missing:
+        raise ConfigError(f"recipe {pipeline.name!r} uses model role {sorted(missing)[0]!r} but names no model "
+                          f"for it; pass --model {sorted(missing)[0]}=SPEC")
     for role, spec in specs.items():
+        if role not in used:
+            continue
         if spec not in by_spec:
             by_spec[spec] = CachedModel(load_model(spec, **opts.model_options), cache)
         models[role] = by_spec[spec]

@@ -106,6 +106,10 @@ class Step(BaseModel):
         """Columns present after this step, given those present before it."""
         return available
 
+    def model_roles(self) -> set[str]:
+        """Names of the models (roles) this step calls; only those are loaded for a run."""
+        return set()
+
     # --- work ---------------------------------------------------------------------------
     def setup(self, ctx: StepContext) -> None:
         """Called once per run before the first batch (load resources, models...)."""

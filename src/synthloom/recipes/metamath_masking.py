@@ -78,10 +78,8 @@ def _clean_value(core: str, dataset: Dataset) -> str:
 def mask_token(token: str, dataset: Dataset = "gsm8k") -> tuple[str, str]:
     """(replacement text, masked value) for one number token."""
     prefix, core, suffix = _split_affixes(token, dataset)
+    # "25%" masks to "x%" with value 25: the sign stays in the text, so x is the number itself.
     value = _clean_value(core, dataset)
-    if suffix.startswith("%") and not value.endswith("%"):
-        value += "%"  # "25%" masks to "x%": the masked quantity is the percentage
-        value = value[:-1]  # ...but the value asked for is the number before the sign
     return f"{prefix}{unknown_variable(dataset)}{suffix}", value
 
 

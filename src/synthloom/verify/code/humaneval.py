@@ -60,4 +60,4 @@ async def run_humaneval(pool: SandboxPool, completions: Mapping[str, str] | None
         chosen = [p for p in chosen if p.task_id in completions]
     snippets = [humaneval_snippet(p, None if completions is None else completions[p.task_id]) for p in chosen]
     results = await pool.run_many(snippets, limits)
-    return {problem.task_id: result for problem, result in zip(chosen, results)}
+    return {problem.task_id: result for problem, result in zip(chosen, results, strict=True)}

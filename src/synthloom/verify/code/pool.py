@@ -48,7 +48,7 @@ UNISOLATED_WARNING = ("synthloom code sandbox: isolation='none' — untrusted co
                       "namespaces: it can read your files, use the network and see other processes")
 
 
-_open_pools: "weakref.WeakSet[SandboxPool]" = weakref.WeakSet()
+_open_pools: weakref.WeakSet[SandboxPool] = weakref.WeakSet()
 
 
 @atexit.register
@@ -78,7 +78,7 @@ class _Worker:
         self._stderr_task = asyncio.create_task(self._drain_stderr())
         try:
             hello = await asyncio.wait_for(self._read_frame(), WORKER_START_TIMEOUT_S)
-        except (WorkerLost, asyncio.TimeoutError) as exc:
+        except (TimeoutError, WorkerLost) as exc:
             await self.kill()
             reason = self.stderr_tail() or f"{type(exc).__name__}"
             raise SandboxUnavailableError(f"sandbox worker failed to start: {reason}") from None
@@ -115,7 +115,7 @@ class _Worker:
             return await asyncio.wait_for(self._read_frame(), timeout_s)
         except (ConnectionError, BrokenPipeError) as exc:
             raise WorkerLost("worker exited") from exc
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise WorkerLost("worker stopped answering") from exc
 
     async def kill(self) -> None:
@@ -135,7 +135,7 @@ class _Worker:
             self.process.stdin.close()
             try:
                 await asyncio.wait_for(self.process.wait(), 2.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         await self.kill()
 
@@ -187,7 +187,7 @@ class SandboxPool:
     async def arun(self, snippet: str | Snippet, limits: SandboxLimits | None = None) -> ExecResult:
         return (await self.run_many([snippet], limits))[0]
 
-    def start(self) -> "SandboxPool":
+    def start(self) -> SandboxPool:
         """Start every worker now (otherwise the first call does); raises if isolation is unavailable."""
         self._submit(self._ensure_started()).result()
         return self
@@ -203,13 +203,13 @@ class SandboxPool:
             self._thread.join()
             self._loop.close()
 
-    def __enter__(self) -> "SandboxPool":
+    def __enter__(self) -> SandboxPool:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    async def __aenter__(self) -> "SandboxPool":
+    async def __aenter__(self) -> SandboxPool:
         await asyncio.wrap_future(self._submit(self._ensure_started()))
         return self
 
@@ -222,7 +222,7 @@ class SandboxPool:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _submit(self, coro: Coroutine[Any, Any, T]) -> "concurrent.futures.Future[T]":
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         if self._closed:
             coro.close()
             raise SandboxUnavailableError("sandbox pool is closed")
@@ -251,7 +251,7 @@ class SandboxPool:
         if self._started:
             return
         if self.isolation == "bwrap":
-            await asyncio.to_thread(check_bwrap_works, self.python)
+            await asyncio.to_thread(check_bwrap_works)
         self._idle = asyncio.Queue()
         results = await asyncio.gather(*(self._spawn() for _ in range(self.size)), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]

@@ -48,7 +48,7 @@ class Snippet:
     stdin: str = ""
 
     @classmethod
-    def coerce(cls, item: "str | Snippet") -> "Snippet":
+    def coerce(cls, item: str | Snippet) -> Snippet:
         if isinstance(item, Snippet):
             return item
         if isinstance(item, str):
@@ -79,7 +79,7 @@ class ExecResult:
         return self.ok and self.tests_total > 0 and self.tests_passed == self.tests_total
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> "ExecResult":
+    def from_wire(cls, data: dict[str, Any]) -> ExecResult:
         return cls(
             status=data["status"],
             exit_code=data.get("exit_code"),

@@ -98,7 +98,7 @@ class PidsCgroup:
     _current_max: int = -1
 
     @classmethod
-    def create(cls, max_pids: int) -> "PidsCgroup":
+    def create(cls, max_pids: int) -> PidsCgroup:
         errors = []
         for parent in _pids_cgroup_parents():
             group = parent / f"synthloom-sandbox-{uuid.uuid4().hex[:12]}"
@@ -244,10 +244,13 @@ def unisolated_launch(python: str, max_processes: int) -> WorkerLaunch:
     return WorkerLaunch(argv=argv, env=dict(WORKER_ENV), scratch_dir=scratch, process_overhead=None)
 
 
-@functools.lru_cache(maxsize=4)
-def check_bwrap_works(python: str) -> None:
+def check_bwrap_works() -> None:
     """Fail closed, with bubblewrap's own reason, when namespaces are unavailable on this machine."""
-    bwrap = find_bwrap()
+    _probe_bwrap(find_bwrap())
+
+
+@functools.lru_cache(maxsize=4)
+def _probe_bwrap(bwrap: str) -> None:
     try:
         result = subprocess.run([bwrap, "--unshare-all", "--unshare-user", "--die-with-parent",
                                  "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"],

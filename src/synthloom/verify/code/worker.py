@@ -43,6 +43,8 @@ PRELOADED_MODULES = (
 )
 
 CLONE_NEWPID = 0x20000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
@@ -132,7 +134,7 @@ def drop_all_privileges() -> None:
 
 
 class _TestTimeout(BaseException):
-    """Raised by SIGALRM when one test exceeds its own time limit (BaseException: not catchable by `except Exception`)."""
+    """SIGALRM: one test ran past its own limit (a BaseException, so `except Exception` can't swallow it)."""
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
@@ -151,17 +153,23 @@ def _exit_code_of(exc: SystemExit) -> int:
 def _child_setup(request: dict[str, Any], scratch: str, fds: dict[str, int], drop_caps: bool) -> None:
     limits = request["limits"]
     os.setsid()
-    stdin_path = os.path.join(scratch, ".stdin")
-    with open(stdin_path, "w", encoding="utf-8") as handle:
-        handle.write(request.get("stdin", ""))
-    stdin_fd = os.open(stdin_path, os.O_RDONLY)
-    os.unlink(stdin_path)
+    stdin_text = request.get("stdin", "")
+    if stdin_text:  # via an unlinked file: no pipe to feed, no deadlock on large input
+        stdin_path = os.path.join(scratch, ".stdin")
+        with open(stdin_path, "w", encoding="utf-8") as handle:
+            handle.write(stdin_text)
+        stdin_fd = os.open(stdin_path, os.O_RDONLY)
+        os.unlink(stdin_path)
+    else:
+        stdin_fd = os.open(os.devnull, os.O_RDONLY)
     os.dup2(stdin_fd, 0)
     os.dup2(fds["stdout"], 1)
     os.dup2(fds["stderr"], 2)
     os.dup2(fds["status"], STATUS_FD)
     os.closerange(STATUS_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])  # incl. the wire to the pool
     if drop_caps:
+        # Private hostname and SysV IPC: what a snippet sets or leaves there dies with it.
+        _check(_libc.unshare(CLONE_NEWUTS | CLONE_NEWIPC), "unshare(CLONE_NEWUTS | CLONE_NEWIPC)")
         drop_all_privileges()
     os.chdir(scratch)
     os.environ.clear()
@@ -184,7 +192,7 @@ def _child_setup(request: dict[str, Any], scratch: str, fds: dict[str, int], dro
         resource.setrlimit(name, (value, value))
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGALRM, _on_alarm)
-    sys.stdin = open(0, "r", encoding="utf-8", closefd=False)
+    sys.stdin = open(0, encoding="utf-8", closefd=False)
     sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
     sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
     sys.argv = ["-c"]

