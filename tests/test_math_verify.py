@@ -23,7 +23,10 @@ from synthloom.verify.math import (
         ("Natalia sold 48/2 = 24 clips.\n#### 72", "72"),
         ("The answer is: 1,234.", "1,234"),
         ("so the total is \\boxed{\\frac{1}{\\sqrt{2}}} in the end", "\\frac{1}{\\sqrt{2}}"),
-        ("\\boxed{3} at first, but really \\boxed{\\dfrac{a^{2}}{b_{1}}}.", "\\dfrac{a^{2}}{b_{1}}"),
+        (
+            "\\boxed{3} at first, but really \\boxed{\\dfrac{a^{2}}{b_{1}}}.",
+            "\\dfrac{a^{2}}{b_{1}}",
+        ),
         ("The value of x is 12.", "12"),
         ("Therefore the value of $X$ is -3.", "-3"),
         ("The answer is 2.5. The next question is about 9 apples.", "2.5"),
@@ -48,8 +51,16 @@ def test_fallback_to_last_number_is_labelled_and_can_be_disabled() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "normal"),
-    [("$1,234.50", "1234.5"), ("12 dollars", "12"), ("5 cm^2", "5"), ("x = 7", "7"),
-     ("90^\\circ", "90"), ("\\$ 40", "40"), ("12\\text{ cm}", "12"), ("3.0", "3")],
+    [
+        ("$1,234.50", "1234.5"),
+        ("12 dollars", "12"),
+        ("5 cm^2", "5"),
+        ("x = 7", "7"),
+        ("90^\\circ", "90"),
+        ("\\$ 40", "40"),
+        ("12\\text{ cm}", "12"),
+        ("3.0", "3"),
+    ],
 )
 def test_normalize_strips_units_currency_and_separators(raw: str, normal: str) -> None:
     assert normalize_answer(raw) == normal
@@ -106,7 +117,12 @@ def test_verify_answer_verdict_carries_extraction_and_reason() -> None:
 
 def test_malicious_and_pathological_inputs_are_refused_quickly() -> None:
     start = time.perf_counter()
-    for hostile in ("__import__('os').system('true')", "9^9^9^9", "getattr(x, 'real')", "10**10**10"):
+    for hostile in (
+        "__import__('os').system('true')",
+        "9^9^9^9",
+        "getattr(x, 'real')",
+        "10**10**10",
+    ):
         verdict = verify_answer(f"The answer is {hostile}", "1")
         assert not verdict["ok"]
         assert "unparseable" in verdict["detail"]
@@ -117,8 +133,7 @@ def test_time_budget_interrupts_runaway_work() -> None:
     from synthloom.verify.math import AnswerTimeout, time_budget
 
     start = time.perf_counter()
-    with pytest.raises(AnswerTimeout):
-        with time_budget(0.05):
-            while True:
-                pass
+    with pytest.raises(AnswerTimeout), time_budget(0.05):
+        while True:
+            pass
     assert time.perf_counter() - start < 1.0

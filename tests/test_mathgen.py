@@ -50,7 +50,10 @@ def test_engine_records_parents_and_depth() -> None:
     assert facts["b"].rule == "solve" and facts["b"].premises == ("p1",)
     # 2x2 elimination: both unknowns from both premises, in one step
     assert facts["e"].rule == facts["f"].rule == "eliminate"
-    assert set(facts["e"].premises) == {"p4", "p5"} and (facts["e"].value, facts["f"].value) == (7, 3)
+    assert set(facts["e"].premises) == {"p4", "p5"} and (facts["e"].value, facts["f"].value) == (
+        7,
+        3,
+    )
 
 
 def test_traceback_keeps_only_the_premises_the_derivation_uses() -> None:
@@ -151,8 +154,13 @@ def test_iterator_and_family_filter() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"families": ["nope"]}, {"min_depth": 0}, {"min_depth": 3, "max_depth": 2},
-     {"max_depth": DEPTH_LIMIT + 1}, {"n": -1}],
+    [
+        {"families": ["nope"]},
+        {"min_depth": 0},
+        {"min_depth": 3, "max_depth": 2},
+        {"max_depth": DEPTH_LIMIT + 1},
+        {"n": -1},
+    ],
 )
 def test_bad_arguments_raise_bad_input(kwargs: dict) -> None:
     arguments = {"n": 1} | kwargs

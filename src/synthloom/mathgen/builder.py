@@ -56,7 +56,7 @@ class Builder:
         variables: tuple[str, ...],
         text: str,
         form: str = "",
-        coefficients: tuple[Fraction, ...] = (),
+        coefficients: tuple[Fraction | int, ...] = (),
         constant: Fraction | int = 0,
         meta: dict[str, Fraction] | None = None,
     ) -> Relation:

@@ -96,7 +96,9 @@ def deduce(premises: list[Relation], max_depth: int = 64) -> Closure:
                 known = tuple(dict.fromkeys(v for v in relation.variables if v != unknown[0]))
                 rule = "given" if relation.kind == "given" else "solve"
                 # Givens are depth 0; every applied rule adds one step, even with no parent facts.
-                depth = 0 if rule == "given" else 1 + max((facts[v].depth for v in known), default=0)
+                depth = (
+                    0 if rule == "given" else 1 + max((facts[v].depth for v in known), default=0)
+                )
                 layer[unknown[0]] = Fact(unknown[0], value, rule, (relation.id,), known, depth)
             elif len(unknown) == 2 and relation.is_linear:
                 pending_pairs[(min(unknown), max(unknown))].append(relation)

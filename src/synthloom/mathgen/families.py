@@ -17,16 +17,52 @@ from synthloom.mathgen.numbers import format_money, format_number
 from synthloom.mathgen.render import polynomial_text
 
 NAMES = (
-    "Alice", "Ben", "Carla", "Dev", "Emma", "Farid", "Grace", "Hiro", "Ines", "Jamal", "Kira",
-    "Leo", "Maya", "Noah", "Olga", "Priya", "Quinn", "Rosa", "Sam", "Tariq", "Uma", "Victor",
+    "Alice",
+    "Ben",
+    "Carla",
+    "Dev",
+    "Emma",
+    "Farid",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jamal",
+    "Kira",
+    "Leo",
+    "Maya",
+    "Noah",
+    "Olga",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sam",
+    "Tariq",
+    "Uma",
+    "Victor",
 )
 ITEMS = (
-    "apples", "stickers", "marbles", "books", "coins", "shells", "pencils", "cards", "stamps",
-    "cookies", "balloons", "toy cars",
+    "apples",
+    "stickers",
+    "marbles",
+    "books",
+    "coins",
+    "shells",
+    "pencils",
+    "cards",
+    "stamps",
+    "cookies",
+    "balloons",
+    "toy cars",
 )
 GOODS = (
-    ("pen", "pens"), ("notebook", "notebooks"), ("sandwich", "sandwiches"), ("ticket", "tickets"),
-    ("mug", "mugs"), ("candle", "candles"), ("plant", "plants"), ("scarf", "scarves"),
+    ("pen", "pens"),
+    ("notebook", "notebooks"),
+    ("sandwich", "sandwiches"),
+    ("ticket", "tickets"),
+    ("mug", "mugs"),
+    ("candle", "candles"),
+    ("plant", "plants"),
+    ("scarf", "scarves"),
 )
 MULTIPLIER_WORDS = {2: "twice", 3: "three times", 4: "four times", 5: "five times"}
 FRACTION_WORDS = {2: "half", 3: "a third", 4: "a quarter"}
@@ -66,7 +102,9 @@ def comparison(rng: random.Random, depth: int) -> Builder | None:
         low, gap = rng.randint(2, _limit(depth)), rng.randint(2, 9)
         first, second = names[0], names[1]
         b, a = person(second, low), person(first, low + gap)
-        world.together([a, b], low * 2 + gap, f"{first} and {second} have {low * 2 + gap} {item} together.")
+        world.together(
+            [a, b], low * 2 + gap, f"{first} and {second} have {low * 2 + gap} {item} together."
+        )
         world.add(a, b, gap, f"{first} has {gap} more {item} than {second}.")
         chain += [(second, b), (first, a)]
         roots: list[str] = []
@@ -91,11 +129,21 @@ def comparison(rng: random.Random, depth: int) -> Builder | None:
         elif choice < 0.65 and value <= 60:
             k = rng.choice((2, 3)) if value > 10 else rng.choice((2, 3, 4, 5))
             key = person(name, value * k)
-            world.scale(key, previous, k, f"{name} has {MULTIPLIER_WORDS[k]} as many {item} as {previous_name}.")
+            world.scale(
+                key,
+                previous,
+                k,
+                f"{name} has {MULTIPLIER_WORDS[k]} as many {item} as {previous_name}.",
+            )
         elif choice < 0.8 and any(value % q == 0 for q in (2, 3, 4)):
             q = rng.choice([q for q in (2, 3, 4) if value % q == 0])
             key = person(name, value / q)
-            world.scale(key, previous, Fraction(1, q), f"{name} has {FRACTION_WORDS[q]} as many {item} as {previous_name}.")
+            world.scale(
+                key,
+                previous,
+                Fraction(1, q),
+                f"{name} has {FRACTION_WORDS[q]} as many {item} as {previous_name}.",
+            )
         elif not spare_names:
             key = person(name, value + 2)
             world.add(key, previous, 2, f"{name} has 2 more {item} than {previous_name}.")
@@ -104,7 +152,11 @@ def comparison(rng: random.Random, depth: int) -> Builder | None:
             other = person(other_name, rng.randint(1, _limit(depth)))
             extra_givens.append(other)
             key = person(name, value + world.value(other))
-            world.total(key, [previous, other], f"{name} has as many {item} as {previous_name} and {other_name} combined.")
+            world.total(
+                key,
+                [previous, other],
+                f"{name} has as many {item} as {previous_name} and {other_name} combined.",
+            )
             chain.append((other_name, other))
         chain.append((name, key))
     people = [key for _, key in chain]
@@ -133,20 +185,64 @@ def shopping(rng: random.Random, depth: int) -> Builder | None:
     world = Builder()
     cents = depth >= 3 and rng.random() < 0.3
     price_a_value = Fraction(rng.randint(2, 10)) + (Fraction(1, 2) if cents else 0)
-    price_a = world.quantity(price_a_value, f"How much does one {one_a} cost?", f"A {one_a} costs {{v}}", f"the price of a {one_a}", money=True)
+    price_a = world.quantity(
+        price_a_value,
+        f"How much does one {one_a} cost?",
+        f"A {one_a} costs {{v}}",
+        f"the price of a {one_a}",
+        money=True,
+    )
     world.given(price_a)
     if rng.random() < 0.5:
         c = rng.randint(1, 5)
-        price_b = world.quantity(price_a_value + c, f"How much does one {one_b} cost?", f"A {one_b} costs {{v}}", f"the price of a {one_b}", money=True)
-        world.add(price_b, price_a, c, f"A {one_b} costs {format_money(Fraction(c))} more than a {one_a}.")
+        price_b = world.quantity(
+            price_a_value + c,
+            f"How much does one {one_b} cost?",
+            f"A {one_b} costs {{v}}",
+            f"the price of a {one_b}",
+            money=True,
+        )
+        world.add(
+            price_b, price_a, c, f"A {one_b} costs {format_money(Fraction(c))} more than a {one_a}."
+        )
     else:
         k = rng.choice((2, 3))
-        price_b = world.quantity(price_a_value * k, f"How much does one {one_b} cost?", f"A {one_b} costs {{v}}", f"the price of a {one_b}", money=True)
-        world.scale(price_b, price_a, k, f"A {one_b} costs {MULTIPLIER_WORDS[k]} as much as a {one_a}.")
-    count_a = world.quantity(rng.randint(2, 6), f"How many {many_a} does {buyer} buy?", f"{buyer} buys {{v}} {many_a}", f"the number of {many_a}")
-    count_b = world.quantity(rng.randint(2, 6), f"How many {many_b} does {buyer} buy?", f"{buyer} buys {{v}} {many_b}", f"the number of {many_b}")
-    cost_a = world.quantity(world.value(count_a) * price_a_value, f"How much does {buyer} spend on {many_a}?", f"{buyer} spends {{v}} on {many_a}", f"the cost of the {many_a}", money=True)
-    cost_b = world.quantity(world.value(count_b) * world.value(price_b), f"How much does {buyer} spend on {many_b}?", f"{buyer} spends {{v}} on {many_b}", f"the cost of the {many_b}", money=True)
+        price_b = world.quantity(
+            price_a_value * k,
+            f"How much does one {one_b} cost?",
+            f"A {one_b} costs {{v}}",
+            f"the price of a {one_b}",
+            money=True,
+        )
+        world.scale(
+            price_b, price_a, k, f"A {one_b} costs {MULTIPLIER_WORDS[k]} as much as a {one_a}."
+        )
+    count_a = world.quantity(
+        rng.randint(2, 6),
+        f"How many {many_a} does {buyer} buy?",
+        f"{buyer} buys {{v}} {many_a}",
+        f"the number of {many_a}",
+    )
+    count_b = world.quantity(
+        rng.randint(2, 6),
+        f"How many {many_b} does {buyer} buy?",
+        f"{buyer} buys {{v}} {many_b}",
+        f"the number of {many_b}",
+    )
+    cost_a = world.quantity(
+        world.value(count_a) * price_a_value,
+        f"How much does {buyer} spend on {many_a}?",
+        f"{buyer} spends {{v}} on {many_a}",
+        f"the cost of the {many_a}",
+        money=True,
+    )
+    cost_b = world.quantity(
+        world.value(count_b) * world.value(price_b),
+        f"How much does {buyer} spend on {many_b}?",
+        f"{buyer} spends {{v}} on {many_b}",
+        f"the cost of the {many_b}",
+        money=True,
+    )
     world.product(cost_a, count_a, price_a, IMPLICIT)
     world.product(cost_b, count_b, price_b, IMPLICIT)
     world.given(count_a)
@@ -155,13 +251,31 @@ def shopping(rng: random.Random, depth: int) -> Builder | None:
     else:
         world.given(count_b)
     spent = world.value(cost_a) + world.value(cost_b)
-    total = world.quantity(spent, f"How much does {buyer} spend in total?", f"{buyer} spends {{v}} in total", "the total cost", money=True)
+    total = world.quantity(
+        spent,
+        f"How much does {buyer} spend in total?",
+        f"{buyer} spends {{v}} in total",
+        "the total cost",
+        money=True,
+    )
     world.total(total, [cost_a, cost_b], IMPLICIT)
     if depth >= 4:
         bill = next(b for b in (10, 20, 50, 100, 200, 500) if b > spent)
-        paid = world.quantity(bill, f"How much does {buyer} pay with?", f"{buyer} pays with a {{v}} bill", "the bill", money=True)
+        paid = world.quantity(
+            bill,
+            f"How much does {buyer} pay with?",
+            f"{buyer} pays with a {{v}} bill",
+            "the bill",
+            money=True,
+        )
         world.given(paid)
-        change = world.quantity(bill - spent, f"How much change does {buyer} get?", f"{buyer} gets {{v}} in change", "the change", money=True)
+        change = world.quantity(
+            bill - spent,
+            f"How much change does {buyer} get?",
+            f"{buyer} gets {{v}} in change",
+            "the change",
+            money=True,
+        )
         world.difference(change, paid, total, IMPLICIT)
     return world
 
@@ -176,9 +290,26 @@ def rates(rng: random.Random, depth: int) -> Builder | None:
 
     def leg(index: int, rate: int, hours: int) -> tuple[str, str, str]:
         when = ("first", "second")[index]
-        r = world.quantity(rate, f"What is {who}'s rate in the {when} part?", f"In the {when} part, {who} {verb} at {{v}} {rate_unit}", f"the {when} rate")
-        t = world.quantity(hours, f"How many hours does the {when} part take?", f"The {when} part takes {{v}} hours", f"the {when} time")
-        amount = world.quantity(rate * hours, f"How many {unit} does {who} cover in the {when} part?" if travel else f"How many boxes does {who} pack in the {when} part?", f"In the {when} part, {who} {verb} {{v}} {unit}", f"the {when} amount")
+        r = world.quantity(
+            rate,
+            f"What is {who}'s rate in the {when} part?",
+            f"In the {when} part, {who} {verb} at {{v}} {rate_unit}",
+            f"the {when} rate",
+        )
+        t = world.quantity(
+            hours,
+            f"How many hours does the {when} part take?",
+            f"The {when} part takes {{v}} hours",
+            f"the {when} time",
+        )
+        amount = world.quantity(
+            rate * hours,
+            f"How many {unit} does {who} cover in the {when} part?"
+            if travel
+            else f"How many boxes does {who} pack in the {when} part?",
+            f"In the {when} part, {who} {verb} {{v}} {unit}",
+            f"the {when} amount",
+        )
         world.product(amount, r, t, IMPLICIT)
         return r, t, amount
 
@@ -195,12 +326,66 @@ def rates(rng: random.Random, depth: int) -> Builder | None:
             change = -change
         r2, t2, a2 = leg(1, rate_1 + change, rng.randint(2, 4))
         faster = "faster" if change > 0 else "slower"
-        world.add(r2, r1, change, f"In the second part, {who} is {abs(change)} {rate_unit} {faster} than in the first part.")
+        world.add(
+            r2,
+            r1,
+            change,
+            f"In the second part, {who} is {abs(change)} {rate_unit} {faster} than in the first part.",
+        )
         world.given(t2)
         amount_total = world.value(a1) + world.value(a2)
-        overall = world.quantity(amount_total, f"How many {unit} does {who} {'drive' if travel else 'pack'} in total?", f"In total, {who} {verb} {{v}} {unit}", f"the total {unit}")
+        overall = world.quantity(
+            amount_total,
+            f"How many {unit} does {who} {'drive' if travel else 'pack'} in total?",
+            f"In total, {who} {verb} {{v}} {unit}",
+            f"the total {unit}",
+        )
         world.total(overall, [a1, a2], IMPLICIT)
+        hours_total = world.value(t1) + world.value(t2)
+        if depth >= 4 and (world.value(a1) + world.value(a2)) % hours_total == 0:
+            hours = world.quantity(
+                hours_total,
+                f"How many hours does {who} spend in total?",
+                f"{who} spends {{v}} hours in total",
+                "the total time",
+            )
+            world.total(hours, [t1, t2], IMPLICIT)
+            average = world.quantity(
+                (world.value(a1) + world.value(a2)) / hours_total,
+                f"What is {who}'s average rate in {rate_unit} over both parts?",
+                f"{who}'s average rate is {{v}} {rate_unit}",
+                "the average rate",
+            )
+            world.quotient(average, overall, hours, IMPLICIT)
     return world
+
+
+def _buy_copies(rng: random.Random, world: Builder, sale: str, thing: str, depth: int) -> None:
+    """Copies bought at the sale price (one step deeper), then change from a bill (two)."""
+    buyer, copies = rng.choice(NAMES), rng.randint(2, 4)
+    spent = world.quantity(
+        world.value(sale) * copies,
+        f"How much does {buyer} pay?",
+        f"{buyer} pays {{v}}",
+        "the amount paid",
+        money=True,
+    )
+    world.scale(spent, sale, copies, f"{buyer} buys {copies} of the {thing}s at the sale price.")
+    if depth >= 4:
+        bill_value = next(b for b in (20, 50, 100, 200, 500, 1000) if b > world.value(spent))
+        bill = world.quantity(
+            bill_value, "How big is the bill?", f"{buyer} hands over a {{v}} bill", "the bill",
+            money=True,
+        )
+        change = world.quantity(
+            bill_value - world.value(spent),
+            f"How much change does {buyer} get?",
+            f"{buyer} gets {{v}} in change",
+            "the change",
+            money=True,
+        )
+        world.given(bill)
+        world.difference(change, bill, spent, IMPLICIT)
 
 
 def percentages(rng: random.Random, depth: int) -> Builder | None:
@@ -208,20 +393,61 @@ def percentages(rng: random.Random, depth: int) -> Builder | None:
     world = Builder()
     p = rng.choice((10, 20, 25, 50, 75) if depth <= 2 else (5, 10, 15, 20, 25, 30, 40, 60, 75))
     step = 100 // math.gcd(p, 100)  # smallest whole that p% of is a whole number
-    if rng.random() < 0.5:
+    if depth >= 3 or rng.random() < 0.5:
         thing = rng.choice(("jacket", "bike", "lamp", "backpack", "phone case"))
         base_value = step * rng.randint(1, max(1, 200 // step))
-        price = world.quantity(base_value, f"What was the original price of the {thing}?", f"The {thing} originally costs {{v}}", "the original price", money=True)
-        discount = world.quantity(Fraction(base_value * p, 100), "How much is the discount?", f"The discount is {{v}}", "the discount", money=True)
-        sale = world.quantity(world.value(price) - world.value(discount), f"What is the sale price of the {thing}?", f"The {thing} costs {{v}} after the discount", "the sale price", money=True)
+        price = world.quantity(
+            base_value,
+            f"What was the original price of the {thing}?",
+            f"The {thing} originally costs {{v}}",
+            "the original price",
+            money=True,
+        )
+        discount = world.quantity(
+            Fraction(base_value * p, 100),
+            "How much is the discount?",
+            "The discount is {v}",
+            "the discount",
+            money=True,
+        )
+        sale = world.quantity(
+            world.value(price) - world.value(discount),
+            f"What is the sale price of the {thing}?",
+            f"The {thing} costs {{v}} after the discount",
+            "the sale price",
+            money=True,
+        )
         world.percent(discount, price, p, f"The {thing} is on sale at {p}% off.")
         world.difference(sale, price, discount, IMPLICIT)
         world.given(sale if rng.random() < 0.3 else price)
+        if depth >= 3:
+            _buy_copies(rng, world, sale, thing, depth)
         return world
-    group, part, rest = rng.choice((("students", "play chess", "do not play chess"), ("trees", "are oaks", "are not oaks"), ("guests", "are children", "are adults")))
-    size = world.quantity(step * rng.randint(1, max(1, 300 // step)), f"How many {group} are there?", f"There are {{v}} {group}", f"the number of {group}")
-    count = world.quantity(world.value(size) * p / 100, f"How many {group} {part}?", f"{{v}} {group} {part}", f"the {group} that {part}")
-    others = world.quantity(world.value(size) - world.value(count), f"How many {group} {rest}?", f"{{v}} {group} {rest}", f"the other {group}")
+    group, part, rest = rng.choice(
+        (
+            ("students", "play chess", "do not play chess"),
+            ("trees", "are oaks", "are not oaks"),
+            ("guests", "are children", "are adults"),
+        )
+    )
+    size = world.quantity(
+        step * rng.randint(1, max(1, 300 // step)),
+        f"How many {group} are there?",
+        f"There are {{v}} {group}",
+        f"the number of {group}",
+    )
+    count = world.quantity(
+        world.value(size) * p / 100,
+        f"How many {group} {part}?",
+        f"{{v}} {group} {part}",
+        f"the {group} that {part}",
+    )
+    others = world.quantity(
+        world.value(size) - world.value(count),
+        f"How many {group} {rest}?",
+        f"{{v}} {group} {rest}",
+        f"the other {group}",
+    )
     world.percent(count, size, p, f"{p}% of the {group} {part}.")
     world.difference(others, size, count, IMPLICIT)
     world.given(size)
@@ -231,15 +457,59 @@ def percentages(rng: random.Random, depth: int) -> Builder | None:
 def ratios(rng: random.Random, depth: int) -> Builder | None:
     """a : b = p : q with one part or the total given."""
     world = Builder()
-    first, second, whole = rng.choice((("boys", "girls", "children"), ("red beads", "blue beads", "beads"), ("cats", "dogs", "pets")))
-    p, q = rng.choice([(p, q) for p in range(1, 8) for q in range(1, 8) if p != q and math.gcd(p, q) == 1])
+    first, second, whole = rng.choice(
+        (
+            ("boys", "girls", "children"),
+            ("red beads", "blue beads", "beads"),
+            ("cats", "dogs", "pets"),
+        )
+    )
+    p, q = rng.choice(
+        [(p, q) for p in range(1, 8) for q in range(1, 8) if p != q and math.gcd(p, q) == 1]
+    )
     unit = rng.randint(2, 6 if depth <= 2 else 15)
-    a = world.quantity(p * unit, f"How many {first} are there?", f"There are {{v}} {first}", f"the number of {first}")
-    b = world.quantity(q * unit, f"How many {second} are there?", f"There are {{v}} {second}", f"the number of {second}")
-    total = world.quantity((p + q) * unit, f"How many {whole} are there in total?", f"There are {{v}} {whole} in total", f"the number of {whole}")
+    a = world.quantity(
+        p * unit,
+        f"How many {first} are there?",
+        f"There are {{v}} {first}",
+        f"the number of {first}",
+    )
+    b = world.quantity(
+        q * unit,
+        f"How many {second} are there?",
+        f"There are {{v}} {second}",
+        f"the number of {second}",
+    )
+    total = world.quantity(
+        (p + q) * unit,
+        f"How many {whole} are there in total?",
+        f"There are {{v}} {whole} in total",
+        f"the number of {whole}",
+    )
     world.ratio(a, b, p, q, f"The ratio of {first} to {second} is {p}:{q}.")
     world.total(total, [a, b], IMPLICIT)
     world.given(total if rng.random() < 0.4 else a)
+    if depth >= 2 and first.endswith(("boys", "cats")) or depth >= 3:
+        things = "pencils" if first == "boys" else ("treats" if first == "cats" else "tags")
+        verb = "brings" if first == "boys" else "gets"
+        counts = []
+        for group in (first, second):
+            k = rng.randint(2, 5)
+            key = world.quantity(
+                k * world.value(a if group == first else b),
+                f"How many {things} do the {group} {verb[:-1]} altogether?",
+                f"The {group} {verb[:-1]} {{v}} {things} altogether",
+                f"the {things} for the {group}",
+            )
+            world.scale(key, a if group == first else b, k, f"Each of the {group} {verb} {k} {things}.")
+            counts.append(key)
+        overall = world.quantity(
+            sum(world.value(c) for c in counts),
+            f"How many {things} are there in total?",
+            f"There are {{v}} {things} in total",
+            f"all the {things}",
+        )
+        world.total(overall, counts, IMPLICIT)
     return world
 
 
@@ -247,18 +517,22 @@ def ratios(rng: random.Random, depth: int) -> Builder | None:
 # Algebra
 # ------------------------------------------------------------------------------------------------
 
-SYMBOLS = ("x", "y", "z", "w", "u", "v")
+SYMBOLS = ("x", "y", "z", "w", "u", "v", "s", "t", "r")
 
 
 def _symbol(world: Builder, name: str, value: Fraction | int) -> str:
-    return world.quantity(value, f"What is the value of {name}?", f"{name} = {{v}}", name, name=name)
+    return world.quantity(
+        value, f"What is the value of {name}?", f"{name} = {{v}}", name, name=name
+    )
 
 
 def _linear_text(coefficients: list[int], names: list[str], constant: int, rhs: int) -> str:
-    parts = []
+    parts: list[str] = []
     for k, name in zip(coefficients, names):
         term = name if abs(k) == 1 else f"{abs(k)}{name}"
-        parts.append(("-" if k < 0 else "") + term if not parts else (" - " if k < 0 else " + ") + term)
+        parts.append(
+            ("-" if k < 0 else "") + term if not parts else (" - " if k < 0 else " + ") + term
+        )
     text = "".join(parts)
     if constant:
         text += f" + {constant}" if constant > 0 else f" - {-constant}"
@@ -309,7 +583,13 @@ def quadratic(rng: random.Random, depth: int) -> Builder | None:
     root, other = rng.randint(1, 9), -rng.randint(1, 9)
     b, c = -(root + other), root * other
     x = _symbol(world, "x", root)
-    world.quadratic(x, 1, b, c, f"x is positive and {polynomial_text((Fraction(1), Fraction(b), Fraction(c)), 'x')} = 0.")
+    world.quadratic(
+        x,
+        1,
+        b,
+        c,
+        f"x is positive and {polynomial_text((Fraction(1), Fraction(b), Fraction(c)), 'x')} = 0.",
+    )
     _affine_chain(rng, world, x, depth - 1)
     return world
 
@@ -324,7 +604,19 @@ FAMILIES: dict[str, Family] = {
     "system": linear_system,
     "quadratic": quadratic,
 }
+# The deepest proof each family's worlds can reach; the generator only asks a family for depths
+# it can reach, so deep requests do not waste draws (or skew the mix) on shallow families.
+FAMILY_MAX_DEPTH: dict[str, int] = {
+    "comparison": 8,
+    "shopping": 4,
+    "rates": 4,
+    "percent": 5,
+    "ratio": 3,
+    "linear": 8,
+    "system": 8,
+    "quadratic": 8,
+}
 WORD_FAMILIES = ("comparison", "shopping", "rates", "percent", "ratio")
 ALGEBRA_FAMILIES = ("linear", "system", "quadratic")
 
-__all__ = ["FAMILIES", "WORD_FAMILIES", "ALGEBRA_FAMILIES", "Family", "format_number"]
+__all__ = ["ALGEBRA_FAMILIES", "FAMILIES", "WORD_FAMILIES", "Family", "format_number"]

@@ -20,7 +20,7 @@ from typing import Any
 from synthloom.errors import BadInputError
 from synthloom.mathgen.builder import Builder
 from synthloom.mathgen.engine import Closure, Proof, deduce, shave
-from synthloom.mathgen.families import FAMILIES
+from synthloom.mathgen.families import FAMILIES, FAMILY_MAX_DEPTH
 from synthloom.mathgen.numbers import format_number
 from synthloom.mathgen.relations import Quantity, Relation, equation_text
 from synthloom.mathgen.render import step_line
@@ -80,8 +80,10 @@ def _pick_target(
     if not candidates:
         return None
     within = [f for f in candidates if f.depth <= requested] or candidates
-    deepest = max(f.depth for f in within) if any(f.depth <= requested for f in candidates) else min(
-        f.depth for f in candidates
+    deepest = (
+        max(f.depth for f in within)
+        if any(f.depth <= requested for f in candidates)
+        else min(f.depth for f in candidates)
     )
     return rng.choice(sorted(f.variable for f in within if f.depth == deepest))
 
@@ -119,7 +121,9 @@ def _render(
     target = quantities[proof.target]
     question = " ".join([r.text for r in stated] + [target.question])
     lines = [
-        step_line(fact, premises, quantities, values) for fact in proof.steps if fact.rule != "given"
+        step_line(fact, premises, quantities, values)
+        for fact in proof.steps
+        if fact.rule != "given"
     ]
     answer = format_number(values[proof.target])
     lines.append(f"The answer is {answer}.")
@@ -181,6 +185,11 @@ def _validate(n: int, families: list[str] | None, min_depth: int, max_depth: int
         raise BadInputError(f"unknown problem families {unknown}; choose from {sorted(FAMILIES)}")
     if not 1 <= min_depth <= max_depth <= DEPTH_LIMIT:
         raise BadInputError(f"need 1 <= min_depth <= max_depth <= {DEPTH_LIMIT}")
+    if all(FAMILY_MAX_DEPTH[f] < min_depth for f in chosen):
+        raise BadInputError(
+            f"families {chosen} reach depth {max(FAMILY_MAX_DEPTH[f] for f in chosen)} at most, "
+            f"below min_depth={min_depth}"
+        )
     return chosen
 
 
@@ -200,8 +209,9 @@ def iter_problems(
         problem = None
         for attempt in range(MAX_ATTEMPTS):
             rng = random.Random(f"{seed}:{index}:{attempt}")
-            family = rng.choice(chosen)
-            requested = rng.randint(min_depth, max_depth)
+            reachable = min(max_depth, max(FAMILY_MAX_DEPTH[f] for f in chosen))
+            requested = rng.randint(min_depth, reachable)
+            family = rng.choice([f for f in chosen if FAMILY_MAX_DEPTH[f] >= requested])
             problem = build_problem(
                 family, requested, rng, min_depth, max_depth, distractor_rate, seed, index
             )

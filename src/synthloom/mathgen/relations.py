@@ -8,8 +8,8 @@ A premise is one of a few exact forms over rational values:
 * ``quotient``  out = a / b
 * ``quadratic`` A*x^2 + B*x + C = 0 with x > 0 (premises are built so exactly one root is positive)
 
-``solve_for`` is the only arithmetic the deduction engine does; ``to_sympy`` gives the same premise
-to sympy for the independent check.
+``solve_for`` is the only arithmetic the deduction engine does; ``equation_text`` writes the same
+premise in sympy syntax for the independent check (mathgen.check).
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
-
-import sympy
 
 from synthloom.mathgen.numbers import format_money, format_number
 
@@ -137,27 +135,12 @@ def solve_for(relation: Relation, target: str, values: dict[str, Fraction]) -> F
     raise ValueError(f"unknown relation kind {kind!r}")
 
 
-def to_sympy(relation: Relation, symbols: dict[str, sympy.Symbol]) -> sympy.Eq:
-    """The premise as a sympy equation over `symbols` (for the independent check)."""
-    s = [symbols[v] for v in relation.variables]
-    rational = sympy.Rational
-    if relation.kind == "given":
-        return sympy.Eq(s[0], rational(relation.constant))
-    if relation.kind == "linear":
-        lhs = sum(rational(k) * v for k, v in zip(relation.coefficients, s))
-        return sympy.Eq(lhs, rational(relation.constant))
-    if relation.kind == "product":
-        return sympy.Eq(s[0], s[1] * s[2])
-    if relation.kind == "quotient":
-        return sympy.Eq(s[0] * s[2], s[1])
-    if relation.kind == "quadratic":
-        a, b, c = (rational(k) for k in relation.coefficients)
-        return sympy.Eq(a * s[0] ** 2 + b * s[0] + c, 0)
-    raise ValueError(f"unknown relation kind {relation.kind!r}")
-
-
 def _rational(value: Fraction) -> str:
-    return str(value.numerator) if value.denominator == 1 else f"({value.numerator}/{value.denominator})"
+    return (
+        str(value.numerator)
+        if value.denominator == 1
+        else f"({value.numerator}/{value.denominator})"
+    )
 
 
 def equation_text(relation: Relation) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 
@@ -55,8 +56,14 @@ def _linear_expression(
         shift = f" + {format_number(m)}" if m > 0 else (f" - {format_number(-m)}" if m < 0 else "")
         if target == out:
             return f"{format_factor(k)} × {show[a]}{shift}"
-        unshift = f" - {format_number(m)}" if m > 0 else (f" + {format_number(-m)}" if m < 0 else "")
-        return f"({show[out]}{unshift}) / {format_factor(k)}" if unshift else f"{show[out]} / {format_factor(k)}"
+        unshift = (
+            f" - {format_number(m)}" if m > 0 else (f" + {format_number(-m)}" if m < 0 else "")
+        )
+        return (
+            f"({show[out]}{unshift}) / {format_factor(k)}"
+            if unshift
+            else f"{show[out]} / {format_factor(k)}"
+        )
     if form == "sum":  # out = a + b + ...
         out, *parts = variables
         if target == out:
@@ -76,23 +83,26 @@ def _linear_expression(
         return " - ".join([total] + [show[v] for v in variables if v != target])
     # Generic algebra: k*t + sum(other terms) = c  ->  t = (c - others) / k
     own = sum((k for k, v in zip(relation.coefficients, variables) if v == target), Fraction(0))
-    others = [
-        (k, v) for k, v in zip(relation.coefficients, variables) if v != target and k != 0
-    ]
+    others = [(k, v) for k, v in zip(relation.coefficients, variables) if v != target and k != 0]
     terms = "".join(
         f" - {format_factor(k)} × {show[v]}" if k > 0 else f" + {format_factor(-k)} × {show[v]}"
         for k, v in others
     )
-    if "lhs_constant" in meta:  # written as k*t + b = c: show c - b rather than its value
-        b, c = meta["lhs_constant"], relation.constant + meta["lhs_constant"]
-        shown = f"{format_number(c)} - {format_number(b)}" if b > 0 else f"{format_number(c)} + {format_number(-b)}"
-        numerator = f"{shown}{terms}" if b != 0 else f"{format_number(c)}{terms}"
-        others = others or [(Fraction(1), target)] if b != 0 else others
+    lhs_constant = meta.get("lhs_constant", Fraction(0))
+    if lhs_constant:  # written as k*t + b = c: show "c - b" rather than its value
+        rhs_value = relation.constant + lhs_constant
+        sign = "-" if lhs_constant > 0 else "+"
+        numerator = f"{format_number(rhs_value)} {sign} {format_number(abs(lhs_constant))}{terms}"
     else:
         numerator = f"{format_number(relation.constant)}{terms}"
     if own == 1:
         return numerator
-    return f"({numerator}) / {format_factor(own)}" if others else f"{numerator} / {format_factor(own)}"
+    compound = bool(others) or lhs_constant != 0
+    return (
+        f"({numerator}) / {format_factor(own)}"
+        if compound
+        else f"{numerator} / {format_factor(own)}"
+    )
 
 
 def polynomial_text(coefficients: tuple[Fraction, ...], name: str) -> str:
@@ -110,10 +120,11 @@ def polynomial_text(coefficients: tuple[Fraction, ...], name: str) -> str:
 
 def _quadratic_line(relation: Relation, quantity: Quantity, value: Fraction) -> str:
     a, b, c = relation.coefficients
-    root = (b * b - 4 * a * c)
+    root = b * b - 4 * a * c
     other = -b / a - value  # the two roots sum to -b/a
     name = quantity.label or quantity.name
     if a == 1 and value.denominator == 1 and other.denominator == 1:
+
         def factor(r: Fraction) -> str:
             return f"({name} - {format_number(r)})" if r > 0 else f"({name} + {format_number(-r)})"
 
@@ -153,10 +164,15 @@ def _elimination_line(
     determinant, right = a1 * b2 - a2 * b1, c1 * b2 - c2 * b1
     if determinant < 0:
         determinant, right = -determinant, -right
+    # Clear fractions so the line reads "3 × d = 36" rather than "0.6 × d = 7.2".
+    scale = math.lcm(determinant.denominator, right.denominator)
+    determinant, right = determinant * scale, right * scale
     quantity = quantities[target]
     label = quantity.label or quantity.name
     other = quantities[partner].label or partner
-    working = f"{format_number(right)} / {format_number(determinant)} = " if determinant != 1 else ""
+    working = (
+        f"{format_number(right)} / {format_number(determinant)} = " if determinant != 1 else ""
+    )
     return (
         f"Combining the two facts to eliminate {other}: {format_factor(determinant)} × {label} = "
         f"{format_number(right)}. {_capitalise(quantity.state(working + quantity.format(fact.value)))}."
@@ -187,8 +203,10 @@ def step_line(
         out, a, b = relation.variables
         show = _operands(relation, fact.variable, quantities, values)
         if relation.kind == "product":
-            expression = f"{show[a]} × {show[b]}" if fact.variable == out else (
-                f"{show[out]} / {show[b] if fact.variable == a else show[a]}"
+            expression = (
+                f"{show[a]} × {show[b]}"
+                if fact.variable == out
+                else (f"{show[out]} / {show[b] if fact.variable == a else show[a]}")
             )
         else:  # quotient: out = a / b
             expression = {

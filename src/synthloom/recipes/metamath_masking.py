@@ -23,9 +23,21 @@ from typing import Literal
 Dataset = Literal["gsm8k", "math"]
 
 NUMBER_WORDS: dict[str, str] = {
-    "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
-    "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "sixteen": "16",
-    "fifth": "5", "half": "50%",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+    "eleven": "11",
+    "twelve": "12",
+    "sixteen": "16",
+    "fifth": "5",
+    "half": "50%",
 }  # MetaMath's list and values, kept as is ("half" masks to 50%, "fifth" to 5)
 TRAILING_PUNCTUATION = frozenset(",.?;”'!\"%")
 _FORBIDDEN = re.compile(r"[\n:()\-*\"+–]")
@@ -148,9 +160,23 @@ def sv_question(context: str, declarative: str, dataset: Dataset = "gsm8k") -> s
 
 _PRESENT = {"have": "has", "do": "does"}
 _PAST = {
-    "spend": "spent", "pay": "paid", "make": "made", "get": "got", "have": "had", "buy": "bought",
-    "sell": "sold", "give": "gave", "eat": "ate", "read": "read", "win": "won", "take": "took",
-    "find": "found", "lose": "lost", "bring": "brought", "keep": "kept", "put": "put",
+    "spend": "spent",
+    "pay": "paid",
+    "make": "made",
+    "get": "got",
+    "have": "had",
+    "buy": "bought",
+    "sell": "sold",
+    "give": "gave",
+    "eat": "ate",
+    "read": "read",
+    "win": "won",
+    "take": "took",
+    "find": "found",
+    "lose": "lost",
+    "bring": "brought",
+    "keep": "kept",
+    "put": "put",
 }
 
 
@@ -181,14 +207,30 @@ def declarative_statement(question_sentence: str, answer: str) -> str | None:
     """
     q = question_sentence.strip().rstrip("?").strip()
     patterns: list[tuple[str, object]] = [
-        (r"How many (?P<noun>.+?) are there(?P<rest>.*)", lambda m: f"There are {answer} {m['noun']}{m['rest']}."),
-        (r"How many (?P<noun>.+?) (?P<aux>does|did) (?P<subj>.+?) (?P<verb>[a-z]+)(?P<rest>(?: .*)?)",
-         lambda m: f"{m['subj']} {(_third_person if m['aux'] == 'does' else _past)(m['verb'])} {answer} {m['noun']}{m['rest']}."),
-        (r"How many (?P<noun>.+?) do (?P<subj>.+?) (?P<verb>[a-z]+)(?P<rest>(?: .*)?)",
-         lambda m: f"{m['subj']} {m['verb']} {answer} {m['noun']}{m['rest']}."),
-        (r"How much (?:money )?(?P<aux>does|did) (?P<subj>.+?) (?P<verb>[a-z]+)(?P<rest>(?: .*)?)",
-         lambda m: f"{m['subj']} {(_third_person if m['aux'] == 'does' else _past)(m['verb'])} {answer}{m['rest']}."),
-        (r"What (?:is|was) (?P<thing>.+)", lambda m: f"{m['thing'][:1].upper()}{m['thing'][1:]} is {answer}."),
+        (
+            r"How many (?P<noun>.+?) are there(?P<rest>.*)",
+            lambda m: f"There are {answer} {m['noun']}{m['rest']}.",
+        ),
+        (
+            r"How many (?P<noun>.+?) (?P<aux>does|did) (?P<subj>.+?) (?P<verb>[a-z]+)(?P<rest>(?: .*)?)",
+            lambda m: (
+                f"{m['subj']} {(_third_person if m['aux'] == 'does' else _past)(m['verb'])} {answer} {m['noun']}{m['rest']}."
+            ),
+        ),
+        (
+            r"How many (?P<noun>.+?) do (?P<subj>.+?) (?P<verb>[a-z]+)(?P<rest>(?: .*)?)",
+            lambda m: f"{m['subj']} {m['verb']} {answer} {m['noun']}{m['rest']}.",
+        ),
+        (
+            r"How much (?:money )?(?P<aux>does|did) (?P<subj>.+?) (?P<verb>[a-z]+)(?P<rest>(?: .*)?)",
+            lambda m: (
+                f"{m['subj']} {(_third_person if m['aux'] == 'does' else _past)(m['verb'])} {answer}{m['rest']}."
+            ),
+        ),
+        (
+            r"What (?:is|was) (?P<thing>.+)",
+            lambda m: f"{m['thing'][:1].upper()}{m['thing'][1:]} is {answer}.",
+        ),
     ]
     for pattern, build in patterns:
         match = re.fullmatch(pattern, q)

@@ -113,7 +113,11 @@ def extract_answer_with_method(text: str, fallback_last_number: bool = True) -> 
     if not text:
         return None
     candidates: list[tuple[int, str, str]] = []  # (position, method, answer)
-    for method, pattern in (("answer_is", _ANSWER_IS), ("hashes", _HASHES), ("value_of", _VALUE_OF)):
+    for method, pattern in (
+        ("answer_is", _ANSWER_IS),
+        ("hashes", _HASHES),
+        ("value_of", _VALUE_OF),
+    ):
         for match in pattern.finditer(text):
             answer = _tail_answer(text[match.end() :])
             if answer:
@@ -157,7 +161,11 @@ def normalize_answer(answer: str) -> str:
     """Canonical string form of an answer: no delimiters, currency, units, separators or spaces."""
     text = answer.strip()
     for opener, closer in (("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
-        if text.startswith(opener) and text.endswith(closer) and len(text) > len(opener) + len(closer):
+        if (
+            text.startswith(opener)
+            and text.endswith(closer)
+            and len(text) > len(opener) + len(closer)
+        ):
             text = text[len(opener) : -len(closer)].strip()
     boxed = last_boxed(text)
     if boxed is not None:
@@ -174,7 +182,11 @@ def normalize_answer(answer: str) -> str:
     text = text.strip().rstrip(".;:!?").strip()
     text = _THOUSANDS.sub("", text)
     unit = _UNIT_TAIL.match(text)
-    if unit and unit.group("unit").split()[0].lower() not in _MATH_WORDS and len(unit.group("unit")) >= 2:
+    if (
+        unit
+        and unit.group("unit").split()[0].lower() not in _MATH_WORDS
+        and len(unit.group("unit")) >= 2
+    ):
         text = unit.group("num") + (unit.group("pct") or "")
     text = text.replace(" ", "")
     if re.fullmatch(r"[-+]?\d+\.\d*?0+", text):
@@ -459,7 +471,7 @@ def _gold_answer(gold: str) -> str:
 
 def verify_answer(
     model_text: str,
-    gold: str | int | float,
+    gold: str | float,
     time_budget_s: float = DEFAULT_TIME_BUDGET_S,
     fallback_last_number: bool = True,
 ) -> dict[str, Any]:

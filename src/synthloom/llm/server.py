@@ -1,0 +1,275 @@
+"""OpenAI-compatible HTTP server over any synthloom Model (`synthloom serve`).
+
+    POST /v1/chat/completions   messages, temperature, top_p, max_tokens, stop, seed, n, logprobs,
+                                top_logprobs, response_format {type: json_schema | json_object}
+    GET  /v1/models             the one model this server exposes
+    GET  /v1/stats              request counters (tests count model calls with it)
+    GET  /health
+
+Run as `python -m synthloom.llm.server --model embedded --port 8000`. Binds to loopback unless
+told otherwise: the server has no authentication.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from synthloom.errors import SynthloomError
+from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError, Model, ModelError
+
+log = logging.getLogger("synthloom.llm.server")
+
+_MAX_TOP_LOGPROBS = 20
+
+
+@dataclass
+class ServerStats:
+    chat_requests: int = 0  # every POST to /v1/chat/completions, answered or not
+    chat_completed: int = 0
+    chat_failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def _error(status: int, message: str, err_type: str = "invalid_request_error", param: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": err_type, "param": param, "code": None}}, status_code=status)
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def _typed(body: dict[str, Any], key: str, kinds: type | tuple[type, ...], default: Any) -> Any:
+    value = body.get(key)
+    if value is None:
+        return default
+    # bool is an int subclass; never accept true as a number or 1 as a bool
+    if isinstance(value, bool) != (kinds is bool) or not isinstance(value, kinds):
+        names = kinds.__name__ if isinstance(kinds, type) else " or ".join(k.__name__ for k in kinds)
+        raise _BadRequest(f"'{key}' must be {names}, got {type(value).__name__}", key)
+    return value
+
+
+def _message_content(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # [{"type": "text", "text": "..."}]
+        parts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise _BadRequest("only text content parts are supported", "messages")
+            parts.append(part["text"])
+        return "".join(parts)
+    raise _BadRequest("message content must be a string or a list of text parts", "messages")
+
+
+def _schema_of(response_format: Any) -> dict[str, Any] | None:
+    if response_format is None:
+        return None
+    if not isinstance(response_format, dict):
+        raise _BadRequest("'response_format' must be an object", "response_format")
+    kind = response_format.get("type", "text")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise _BadRequest("response_format json_schema needs {'json_schema': {'schema': {...}}}", "response_format")
+        return schema
+    raise _BadRequest(f"unsupported response_format type {kind!r}; use text, json_object or json_schema", "response_format")
+
+
+def parse_chat_body(body: Any) -> ChatRequest:
+    """An OpenAI chat-completions body as a ChatRequest, or _BadRequest naming the field."""
+    if not isinstance(body, dict):
+        raise _BadRequest("request body must be a JSON object")
+    if body.get("stream"):
+        raise _BadRequest("streaming is not supported by this server; send stream=false", "stream")
+    raw_messages = body.get("messages")
+    if not isinstance(raw_messages, list) or not raw_messages:
+        raise _BadRequest("'messages' must be a non-empty list", "messages")
+    messages = []
+    for m in raw_messages:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise _BadRequest("each message needs a 'role' string and 'content'", "messages")
+        messages.append({"role": m["role"], "content": _message_content(m.get("content", ""))})
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    elif stop is None:
+        stop = []
+    elif not (isinstance(stop, list) and all(isinstance(s, str) for s in stop)):
+        raise _BadRequest("'stop' must be a string or a list of strings", "stop")
+    max_tokens = _typed(body, "max_completion_tokens", int, None)
+    if max_tokens is None:
+        max_tokens = _typed(body, "max_tokens", int, ChatRequest.__dataclass_fields__["max_tokens"].default)
+    top_logprobs = _typed(body, "top_logprobs", int, 0)
+    if not 0 <= top_logprobs <= _MAX_TOP_LOGPROBS:
+        raise _BadRequest(f"'top_logprobs' must be between 0 and {_MAX_TOP_LOGPROBS}", "top_logprobs")
+    request = ChatRequest(
+        messages=messages,
+        temperature=float(_typed(body, "temperature", (int, float), 1.0)),
+        top_p=float(_typed(body, "top_p", (int, float), 1.0)),
+        max_tokens=max_tokens,
+        stop=stop,
+        seed=_typed(body, "seed", int, None),
+        n=_typed(body, "n", int, 1),
+        logprobs=_typed(body, "logprobs", bool, False),
+        top_logprobs=top_logprobs,
+        json_schema=_schema_of(body.get("response_format")),
+    )
+    try:
+        request.validate()
+    except InvalidRequestError as e:
+        raise _BadRequest(str(e)) from None
+    return request
+
+
+def _token_bytes(token: str) -> list[int]:
+    return list(token.encode("utf-8"))
+
+
+def render_completion(response: ChatResponse, model_name: str) -> dict[str, Any]:
+    choices = []
+    for i, c in enumerate(response.choices):
+        logprobs = None
+        if c.logprobs is not None:
+            logprobs = {
+                "content": [
+                    {
+                        "token": t.token,
+                        "logprob": t.logprob,
+                        "bytes": _token_bytes(t.token),
+                        "top_logprobs": [{"token": tok, "logprob": lp, "bytes": _token_bytes(tok)} for tok, lp in t.top],
+                    }
+                    for t in c.logprobs
+                ]
+            }
+        choices.append(
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": c.text},
+                "finish_reason": c.finish_reason,
+                "logprobs": logprobs,
+            }
+        )
+    u = response.usage
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model_name,
+        "choices": choices,
+        "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens},
+    }
+
+
+def create_app(model: Model, model_name: str | None = None, close_model: bool = False) -> Starlette:
+    """An ASGI app serving `model`. With close_model, the app closes the model on shutdown."""
+    name = model_name or getattr(model, "name", None) or model.identity
+    stats = ServerStats()
+    started = int(time.time())
+
+    async def chat_completions(request: Request) -> JSONResponse:
+        stats.chat_requests += 1
+        try:
+            try:
+                body = json.loads(await request.body())
+            except ValueError:
+                raise _BadRequest("request body is not valid JSON") from None
+            chat_request = parse_chat_body(body)
+            response = (await model.chat([chat_request]))[0]
+        except _BadRequest as e:
+            stats.chat_failed += 1
+            return _error(400, str(e), param=e.param)
+        except InvalidRequestError as e:
+            stats.chat_failed += 1
+            return _error(400, str(e))
+        except (ModelError, SynthloomError) as e:
+            stats.chat_failed += 1
+            return _error(500, str(e), err_type="server_error")
+        stats.chat_completed += 1
+        stats.prompt_tokens += response.usage.prompt_tokens
+        stats.completion_tokens += response.usage.completion_tokens
+        return JSONResponse(render_completion(response, name))
+
+    async def models(_: Request) -> JSONResponse:
+        return JSONResponse(
+            {"object": "list", "data": [{"id": name, "object": "model", "created": started, "owned_by": "synthloom"}]}
+        )
+
+    async def stats_view(_: Request) -> JSONResponse:
+        return JSONResponse({**stats.__dict__, "model": name, "identity": model.identity})
+
+    async def health(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        if close_model:
+            await model.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/stats", stats_view, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.stats = stats
+    return app
+
+
+def serve(model: Model, host: str = "127.0.0.1", port: int = 8000, model_name: str | None = None) -> None:
+    """Serve `model` until interrupted (blocking). Closes the model on shutdown."""
+    import uvicorn
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving on %s: this server has no authentication; anyone who can reach it can use it", host)
+    app = create_app(model, model_name=model_name, close_model=True)
+    print(f"synthloom: serving {model_name or getattr(model, 'name', model.identity)} at http://{host}:{port}/v1", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m synthloom.llm.server", description="OpenAI-compatible server over a synthloom model")
+    parser.add_argument("--model", default="embedded", help="model spec, e.g. embedded or embedded:/path/model.gguf?n_slots=8")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--model-name", default=None, help="name reported by /v1/models (default: the weights file name)")
+    args = parser.parse_args(argv)
+    from synthloom.llm.spec import load_model
+
+    try:
+        model = load_model(args.model)
+    except SynthloomError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    serve(model, host=args.host, port=args.port, model_name=args.model_name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
