@@ -83,6 +83,8 @@ def test_normalize_strips_units_currency_and_separators(raw: str, normal: str) -
         ("-7", "-7.0"),
         ("1.4142136", "\\sqrt{2}"),
         ("\\frac12", "0.5"),
+        ("Monday", "monday"),
+        ("(B)", "(b)"),
     ],
 )
 def test_equivalent_answers(a: str, b: str) -> None:
@@ -99,6 +101,8 @@ def test_equivalent_answers(a: str, b: str) -> None:
         ("2x", "2"),
         ("1234", "123"),
         ("\\sqrt{2}", "1.41"),
+        ("(B)", "(C)"),
+        ("Monday", "5"),
     ],
 )
 def test_different_answers(a: str, b: str) -> None:

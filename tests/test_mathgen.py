@@ -12,6 +12,7 @@ from synthloom.mathgen import FAMILIES, generate_problems, iter_problems
 from synthloom.mathgen.builder import Builder, InconsistentPremise
 from synthloom.mathgen.check import check_with_sympy
 from synthloom.mathgen.engine import deduce, shave, traceback
+from synthloom.mathgen.families import FAMILY_MAX_DEPTH
 from synthloom.mathgen.generator import DEPTH_LIMIT
 from synthloom.verify.math import verify_answer
 
@@ -166,3 +167,28 @@ def test_bad_arguments_raise_bad_input(kwargs: dict) -> None:
     arguments = {"n": 1} | kwargs
     with pytest.raises(BadInputError):
         generate_problems(**arguments)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_MAX_DEPTH))
+def test_each_family_reaches_its_declared_depth_range(family: str) -> None:
+    deepest = FAMILY_MAX_DEPTH[family]
+    for depth in (1, min(deepest, DEPTH_LIMIT)):
+        problems = generate_problems(3, seed=9, families=[family], min_depth=depth, max_depth=depth)
+        assert all(p["depth"] == depth and check_with_sympy(p) for p in problems)
+    if deepest < DEPTH_LIMIT:
+        with pytest.raises(BadInputError):
+            generate_problems(1, families=[family], min_depth=deepest + 1, max_depth=DEPTH_LIMIT)
+
+
+def test_structure_dedup_removes_renamed_copies_and_aux_marks_indirect_premises() -> None:
+    by_text = generate_problems(150, seed=8, families=["ratio"], max_depth=1)
+    keys = {"|".join(sorted(p["equations"])) + p["unknown"] for p in by_text}
+    assert len(keys) < len(by_text)  # renamed/reworded copies of the same system exist...
+    by_structure = generate_problems(40, seed=8, families=["ratio"], max_depth=1, dedup="structure")
+    structures = ["|".join(sorted(p["equations"])) + p["unknown"] for p in by_structure]
+    assert len(set(structures)) == len(structures)  # ...and structure dedup removes them
+    chain = generate_problems(10, seed=2, families=["linear"], min_depth=4, max_depth=4)
+    for problem in chain:
+        # x's equation only feeds the last step through y, z: it is auxiliary to "w = k z + m"
+        assert problem["premises_used"][0] in problem["aux"]
+        assert problem["premises_used"][-1] not in problem["aux"]

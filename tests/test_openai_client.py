@@ -356,3 +356,74 @@ def test_retry_after_and_reset_headers_are_parsed():
     assert all(1 <= policy.delay(2) <= 2 for _ in range(50))  # ceiling base * 2**(n-1)
     assert all(4 <= policy.delay(10) <= 8 for _ in range(50))  # capped
     assert 3.0 <= policy.delay(1, retry_after=3.0) <= 3.1
+
+
+# ------------------------------------------------------------------ end to end: real server, real model
+
+
+@pytest.fixture(scope="module")
+def real_server():
+    """`python -m synthloom.llm.server --model embedded` (SmolLM2-135M via llama.cpp) on a free port."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "synthloom.llm.server", "--model", "embedded",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/models", timeout=2) as r:
+                    name = json.loads(r.read())["data"][0]["id"]
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+        def chat_requests() -> int:
+            with urllib.request.urlopen(f"{base}/stats", timeout=5) as r:
+                return json.loads(r.read())["chat_requests"]
+
+        yield base, name, chat_requests
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.mark.slow
+async def test_end_to_end_against_synthloom_serve_with_the_cache(real_server, tmp_path):
+    from synthloom.llm.cache import CachedModel, RequestCache
+
+    base, name, chat_requests = real_server
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    requests = [
+        req("Name a colour.", seed=1, max_tokens=16),
+        req("Name a colour.", seed=2, max_tokens=16),
+        req("Name two animals.", seed=3, max_tokens=16, n=2),
+        req("Say hi.", seed=4, max_tokens=8, logprobs=True, top_logprobs=2),
+        req("Name a city as JSON.", seed=5, max_tokens=48, temperature=0.0, json_schema=schema),
+    ]
+    start = chat_requests()
+    model = CachedModel(OpenAIModel([base], name, api_key_env=None),
+                        RequestCache(tmp_path / "cache.sqlite"))
+    first = await model.chat(requests)
+    sent = chat_requests() - start
+    assert sent == len(requests)  # n=2 went to the server as one request, the schema natively
+    assert all(r.text for r in first) and not any(r.cached for r in first)
+    assert len(first[2].choices) == 2
+    lps = first[3].choices[0].logprobs
+    assert lps and len(lps[0].top) == 2 and all(t.logprob <= 0 for t in lps)
+    assert isinstance(parse_json_output(first[4].text, schema)["city"], str)
+    assert model.inner.supports_json_schema is not False
+
+    before = chat_requests()
+    second = await model.chat(requests)
+    await model.aclose()
+    assert chat_requests() == before, "a cached run must make zero model calls"
+    assert [r.text for r in second] == [r.text for r in first] and all(r.cached for r in second)

@@ -1,6 +1,14 @@
 import numpy as np
 
-from synthloom.quality.text import TokenHasher, hash_strings, ngram_hashes, ngrams, normalize, rouge_words, words
+from synthloom.quality.text import (
+    TokenHasher,
+    hash_strings,
+    ngram_hashes,
+    ngrams,
+    normalize,
+    rouge_words,
+    words,
+)
 
 
 def test_words_lowercase_and_split_on_punctuation():

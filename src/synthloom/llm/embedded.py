@@ -25,7 +25,9 @@ from synthloom.llm.embedded_sampling import LogitsProcessor, SamplingParams
 
 __all__ = ["EmbeddedModel", "LogitsProcessor", "physical_cores"]
 
-_KNOWN_OPTIONS = ("model_path", "n_ctx", "n_slots", "n_threads", "n_batch", "ignore_eos", "logits_processors")
+_KNOWN_OPTIONS = (
+    "model_path", "n_ctx", "n_slots", "n_threads", "n_batch", "batch_invariant", "ignore_eos", "logits_processors",
+)
 
 
 def physical_cores() -> int:
@@ -60,17 +62,20 @@ class EmbeddedModel:
     def __init__(
         self,
         model_path: str | None = None,
-        n_ctx: int = 4096,
+        n_ctx: int = 16384,
         n_slots: int = 16,
         n_threads: int | None = None,
         n_batch: int = 512,
+        batch_invariant: bool = True,
         ignore_eos: bool = False,
         logits_processors: Sequence[LogitsProcessor] = (),
         **unknown: Any,
     ) -> None:
-        """`n_ctx` is the total KV cells shared by all slots; one request may use all of them
-        (up to the model's training context). `ignore_eos` keeps generating to max_tokens
-        (benchmarks). `logits_processors` edit each sequence's logits before sampling."""
+        """`n_ctx` is the total number of KV cells. With `batch_invariant` (the default) each of the
+        `n_slots` slots owns n_ctx // n_slots of them, and a request's text never depends on what
+        else is in the batch; without it all slots share one pool (a single request may use all of
+        it) but outputs then vary slightly with the batch. `ignore_eos` keeps generating to
+        max_tokens (benchmarks). `logits_processors` edit each sequence's logits before sampling."""
         if unknown:
             raise ConfigError(
                 f"unknown embedded model option(s): {', '.join(sorted(unknown))}; "
@@ -83,12 +88,18 @@ class EmbeddedModel:
             n_slots=_positive_int("n_slots", n_slots),
             n_threads=_positive_int("n_threads", n_threads if n_threads is not None else physical_cores()),
             n_batch=_positive_int("n_batch", n_batch),
+            kv_unified=not batch_invariant,
         )
+        if opts.cells_per_slot < 16:
+            raise ConfigError(
+                f"n_ctx={n_ctx} leaves {opts.cells_per_slot} KV cells per slot for n_slots={n_slots}; raise n_ctx or lower n_slots"
+            )
         self.path = path
         self.identity = "embedded:" + file_sha256(path)
         self.ignore_eos = bool(ignore_eos)
         self._file = LlamaModelFile(path)
-        self.context_limit = min(opts.n_ctx, self._file.n_ctx_train) if self._file.n_ctx_train > 0 else opts.n_ctx
+        per_slot = opts.cells_per_slot
+        self.context_limit = min(per_slot, self._file.n_ctx_train) if self._file.n_ctx_train > 0 else per_slot
         self.template = ChatTemplate(
             self._file.meta("tokenizer.chat_template"),
             bos_token=self._file.special_text(int(_vocab_token(self._file, "bos"))),
@@ -124,12 +135,14 @@ class EmbeddedModel:
         prompt = self.prompt_tokens(request)
         limit = self.context_limit
         if len(prompt) >= limit:
+            per_slot = "" if opts.kv_unified else f" per slot (n_ctx / n_slots = {opts.n_ctx} / {opts.n_slots})"
+            want = _next_pow2(len(prompt) + request.max_tokens) * (1 if opts.kv_unified else opts.n_slots)
             raise InvalidRequestError(
-                f"prompt is {len(prompt)} tokens but the embedded model's context holds {limit}; "
-                f"shorten the prompt or raise n_ctx (e.g. embedded?n_ctx={_next_pow2(len(prompt) + request.max_tokens)})"
+                f"prompt is {len(prompt)} tokens but the embedded model's context holds {limit}{per_slot}; "
+                f"shorten the prompt, lower n_slots or raise n_ctx (e.g. embedded?n_ctx={want})"
             )
         budget = min(request.max_tokens, limit - len(prompt))
-        if len(prompt) + request.n * budget > opts.n_ctx:
+        if opts.kv_unified and len(prompt) + request.n * budget > opts.n_ctx:
             budget = (opts.n_ctx - len(prompt)) // request.n
             if budget < 1:
                 raise InvalidRequestError(

@@ -215,7 +215,10 @@ class EmbeddedEngine:
         # FIFO: a big job at the head waits for room rather than being overtaken forever.
         while self._waiting:
             job = self._waiting[0]
-            if len(self._free_ids) < job.n or self._reserved_cells + job.cells_needed > self.opts.n_ctx:
+            if len(self._free_ids) < job.n:
+                return
+            # a shared KV pool must also have room for the whole job (own streams always do)
+            if self.opts.kv_unified and self._reserved_cells + job.cells_needed > self.opts.n_ctx:
                 return
             self._waiting.popleft()
             job.reserved_cells = job.cells_needed

@@ -26,7 +26,8 @@ except ImportError as e:  # pragma: no cover - the package is a hard dependency
     raise ConfigError(f"the embedded backend needs llama-cpp-python ({e}); pip install llama-cpp-python") from None
 
 _GGUF_MAGIC = b"GGUF"
-_LEVELS = {1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR, 4: logging.DEBUG}
+# ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continuation. Info is chatty: log it as debug.
+_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
 
 
 @llama_cpp.llama_log_callback
@@ -69,6 +70,14 @@ class ContextOptions:
     n_slots: int
     n_threads: int
     n_batch: int
+    # False: every slot has its own KV stream of n_ctx // n_slots cells, which makes a sequence's
+    # logits bitwise independent of the other sequences in the batch (see docs/embedded.md).
+    # True: one pool of n_ctx cells shared by all slots (more capacity, not batch invariant).
+    kv_unified: bool = False
+
+    @property
+    def cells_per_slot(self) -> int:
+        return self.n_ctx if self.kv_unified else self.n_ctx // self.n_slots
 
 
 class LlamaModelFile:
@@ -137,9 +146,7 @@ class LlamaModelFile:
         params.n_threads = opts.n_threads
         params.n_threads_batch = opts.n_threads
         params.no_perf = True
-        # One KV pool shared by all slots: a long prompt can use cells short ones leave free, and
-        # n>1 samples share their prompt's cells instead of copying them.
-        params.kv_unified = True
+        params.kv_unified = opts.kv_unified
         ctx = llama_cpp.llama_init_from_model(self.ptr, params)
         if not ctx:
             raise ConfigError(

@@ -371,7 +371,7 @@ class OpenAIModel:
                         self._apply_rate_headers(headers)
                     if status != 200:
                         retry_after = parse_retry_after(headers.get("Retry-After"))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 status, failure = -1, f"timed out after {self.timeout:g}s"
                 stats.timeouts += 1
             except aiohttp.InvalidURL:

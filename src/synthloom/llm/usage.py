@@ -67,7 +67,7 @@ class PriceTable:
         return None
 
     @classmethod
-    def load(cls, path: str | Path) -> "PriceTable":
+    def load(cls, path: str | Path) -> PriceTable:
         """Read `{model: {prompt: usd_per_1m, completion: usd_per_1m}}` from YAML or JSON.
 
         A top-level `prices:` key is also accepted so the table can live inside a larger config.

@@ -374,7 +374,10 @@ def _buy_copies(rng: random.Random, world: Builder, sale: str, thing: str, depth
     if depth >= 4:
         bill_value = next(b for b in (20, 50, 100, 200, 500, 1000) if b > world.value(spent))
         bill = world.quantity(
-            bill_value, "How big is the bill?", f"{buyer} hands over a {{v}} bill", "the bill",
+            bill_value,
+            "How big is the bill?",
+            f"{buyer} hands over a {{v}} bill",
+            "the bill",
             money=True,
         )
         change = world.quantity(
@@ -501,7 +504,9 @@ def ratios(rng: random.Random, depth: int) -> Builder | None:
                 f"The {group} {verb[:-1]} {{v}} {things} altogether",
                 f"the {things} for the {group}",
             )
-            world.scale(key, a if group == first else b, k, f"Each of the {group} {verb} {k} {things}.")
+            world.scale(
+                key, a if group == first else b, k, f"Each of the {group} {verb} {k} {things}."
+            )
             counts.append(key)
         overall = world.quantity(
             sum(world.value(c) for c in counts),
@@ -610,7 +615,7 @@ FAMILY_MAX_DEPTH: dict[str, int] = {
     "comparison": 8,
     "shopping": 4,
     "rates": 4,
-    "percent": 5,
+    "percent": 4,
     "ratio": 3,
     "linear": 8,
     "system": 8,

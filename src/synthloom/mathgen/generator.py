@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
 from synthloom.errors import BadInputError
 from synthloom.mathgen.builder import Builder
@@ -25,6 +25,7 @@ from synthloom.mathgen.numbers import format_number
 from synthloom.mathgen.relations import Quantity, Relation, equation_text
 from synthloom.mathgen.render import step_line
 
+Dedup = Literal["question", "structure"]
 MAX_ATTEMPTS = 40
 DEPTH_LIMIT = 8
 
@@ -127,6 +128,14 @@ def _render(
     ]
     answer = format_number(values[proof.target])
     lines.append(f"The answer is {answer}.")
+    # Dependency difference (AlphaGeometry's auxiliary constructions): used premises that mention
+    # neither the unknown nor any fact its final step reads directly.
+    direct = {proof.target, *proof.steps[-1].parents}
+    aux = [
+        _premise_text(premises[i], quantities)
+        for i in proof.premise_ids
+        if not direct.intersection(premises[i].variables)
+    ]
     return {
         "question": question,
         "solution": "\n".join(lines),
@@ -134,6 +143,7 @@ def _render(
         "depth": proof.depth,
         "premises_used": [_premise_text(premises[i], quantities) for i in proof.premise_ids],
         "distractors": [distractor.text] if distractor is not None else [],
+        "aux": aux,
         "proof": [
             {
                 "fact": f"{quantities[f.variable].label or f.variable} = {format_number(f.value)}",
@@ -193,6 +203,14 @@ def _validate(n: int, families: list[str] | None, min_depth: int, max_depth: int
     return chosen
 
 
+def dedup_key(problem: dict[str, Any], dedup: Dedup) -> str:
+    """'question': exact text. 'structure': same family, premise equations and unknown (variable
+    keys are assigned in construction order, so this ignores names, items and wording)."""
+    if dedup == "question":
+        return problem["question"]
+    return "|".join([problem["family"], problem["unknown"], *sorted(problem["equations"])])
+
+
 def iter_problems(
     n: int | None = None,
     seed: int = 0,
@@ -200,8 +218,11 @@ def iter_problems(
     min_depth: int = 1,
     max_depth: int = 6,
     distractor_rate: float = 0.0,
+    dedup: Dedup = "question",
 ) -> Iterator[dict[str, Any]]:
-    """Yield problems one by one (endless when n is None); deduplicated by question text."""
+    """Yield problems one by one (endless when n is None), deduplicated by `dedup_key`."""
+    if dedup not in ("question", "structure"):
+        raise BadInputError(f"dedup must be 'question' or 'structure', got {dedup!r}")
     chosen = _validate(0 if n is None else n, families, min_depth, max_depth)
     seen: set[str] = set()
     index = 0
@@ -215,7 +236,7 @@ def iter_problems(
             problem = build_problem(
                 family, requested, rng, min_depth, max_depth, distractor_rate, seed, index
             )
-            if problem is not None and problem["question"] not in seen:
+            if problem is not None and dedup_key(problem, dedup) not in seen:
                 break
             problem = None
         if problem is None:
@@ -223,7 +244,7 @@ def iter_problems(
                 f"could not draw problem {index} for families {chosen} with depth "
                 f"{min_depth}..{max_depth} in {MAX_ATTEMPTS} attempts; widen the depth range"
             )
-        seen.add(problem["question"])
+        seen.add(dedup_key(problem, dedup))
         yield problem
         index += 1
 
@@ -235,10 +256,11 @@ def generate_problems(
     min_depth: int = 1,
     max_depth: int = 6,
     distractor_rate: float = 0.0,
+    dedup: Dedup = "question",
 ) -> list[dict[str, Any]]:
-    """`n` problems: {question, solution, answer, depth, premises_used, distractors, proof, family,
-    seed, index}. Same arguments, same problems."""
-    return list(iter_problems(n, seed, families, min_depth, max_depth, distractor_rate))
+    """`n` problems, each {question, solution, answer, depth, premises_used, distractors, aux,
+    proof, equations, unknown, family, seed, index}. Same arguments, same problems."""
+    return list(iter_problems(n, seed, families, min_depth, max_depth, distractor_rate, dedup))
 
 
 def hidden_value(problem: dict[str, Any]) -> Fraction:

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 from synthloom.mathgen.engine import Fact
 from synthloom.mathgen.numbers import format_factor, format_number
-from synthloom.mathgen.relations import Quantity, Relation, positive_quadratic_root
+from synthloom.mathgen.relations import Quantity, Relation
 
 
 def _operands(
@@ -120,7 +120,7 @@ def polynomial_text(coefficients: tuple[Fraction, ...], name: str) -> str:
 
 def _quadratic_line(relation: Relation, quantity: Quantity, value: Fraction) -> str:
     a, b, c = relation.coefficients
-    root = b * b - 4 * a * c
+    discriminant = b * b - 4 * a * c
     other = -b / a - value  # the two roots sum to -b/a
     name = quantity.label or quantity.name
     if a == 1 and value.denominator == 1 and other.denominator == 1:
@@ -130,8 +130,7 @@ def _quadratic_line(relation: Relation, quantity: Quantity, value: Fraction) -> 
 
         working = f"{polynomial_text(relation.coefficients, name)} = 0 factors as {factor(value)}{factor(other)} = 0"
     else:
-        working = f"The discriminant of {polynomial_text(relation.coefficients, name)} is {format_number(root)}"
-    assert positive_quadratic_root(a, b, c) == value
+        working = f"The discriminant of {polynomial_text(relation.coefficients, name)} is {format_number(discriminant)}"
     return (
         f"{working}, so the roots are {format_number(value)} and {format_number(other)}; "
         f"only {format_number(value)} is positive, so {quantity.state(format_number(value))}."

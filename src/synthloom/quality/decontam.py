@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import re
 import unicodedata
 from collections import defaultdict
@@ -30,7 +29,13 @@ from synthloom.errors import BadInputError
 from synthloom.llm.base import ChatRequest, Model, chat_settled
 from synthloom.quality.benchmarks_data import BenchmarkItem
 from synthloom.quality.embeddings import Embedder, top_k_cosine
-from synthloom.quality.text import _ASCII_TOKEN, _UNICODE_TOKEN, TokenHasher, ngram_hashes, normalized_words
+from synthloom.quality.text import (
+    _ASCII_TOKEN,
+    _UNICODE_TOKEN,
+    TokenHasher,
+    ngram_hashes,
+    token_hashes_many,
+)
 
 DEFAULT_NGRAM = 13
 
@@ -53,10 +58,8 @@ class JudgedPair:
     raw: str
 
 
-def _window_hashes(hasher: TokenHasher, token_lists: Sequence[list[str]], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(n-gram hashes, owning list index, window start token) over many token lists at once."""
-    lens = np.array([len(t) for t in token_lists], dtype=np.int64)
-    th = hasher.hash_tokens(list(itertools.chain.from_iterable(token_lists)))
+def _windows(th: np.ndarray, lens: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n-gram hashes, owning text index, window start token) from concatenated token hashes."""
     full = ngram_hashes(th, n)
     if len(full) == 0:
         empty = np.empty(0, dtype=np.int64)
@@ -68,6 +71,12 @@ def _window_hashes(hasher: TokenHasher, token_lists: Sequence[list[str]], n: int
     return full[valid], owner[valid], (pos - starts[owner])[valid]
 
 
+def _window_hashes(hasher: TokenHasher, texts: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n-gram windows of many texts at once (tokens as text.normalized_words)."""
+    th, lens = token_hashes_many(texts, hasher)
+    return _windows(th, lens, n)
+
+
 class NgramIndex:
     """Contaminant n-grams of a set of benchmark items, for fast membership and attribution."""
 
@@ -77,7 +86,7 @@ class NgramIndex:
         self.n = n
         self.items = list(items)
         self._hasher = TokenHasher()
-        hashes, owner, _ = _window_hashes(self._hasher, [normalized_words(i.text) for i in self.items], n)
+        hashes, owner, _ = _window_hashes(self._hasher, [i.text for i in self.items], n)
         order = np.argsort(hashes, kind="stable")
         self._keys, self._key_item = hashes[order], owner[order]
         # Bitmap prefilter on the low hash bits: most windows are rejected by one gather, and
@@ -100,7 +109,7 @@ class NgramIndex:
 
     def scan(self, texts: Sequence[str]) -> list[NgramHit]:
         """Every (row, benchmark item) pair sharing at least one n-gram, with the window count."""
-        hashes, owner, _ = _window_hashes(self._hasher, [normalized_words(t) for t in texts], self.n)
+        hashes, owner, _ = _window_hashes(self._hasher, texts, self.n)
         found = self._lookup(hashes)
         counts: dict[tuple[int, int], int] = defaultdict(int)
         for h, row in zip(hashes[found].tolist(), owner[found].tolist()):
@@ -115,7 +124,7 @@ class NgramIndex:
 
     def contaminated_rows(self, texts: Sequence[str]) -> np.ndarray:
         """Boolean mask: rows sharing any n-gram with any benchmark item (no attribution)."""
-        hashes, owner, _ = _window_hashes(self._hasher, [normalized_words(t) for t in texts], self.n)
+        hashes, owner, _ = _window_hashes(self._hasher, texts, self.n)
         mask = np.zeros(len(texts), dtype=bool)
         mask[owner[self._lookup(hashes)]] = True
         return mask
@@ -131,7 +140,7 @@ class NgramIndex:
         source, spans = token_spans(text)
         if len(spans) < self.n:
             return [text]
-        hashes, _, starts = _window_hashes(self._hasher, [[t for t, _, _ in spans]], self.n)
+        hashes, _, starts = _windows(self._hasher.hash_tokens([t for t, _, _ in spans]), np.array([len(spans)]), self.n)
         hit_starts = starts[self._lookup(hashes)].tolist()
         if not hit_starts:
             return [text]

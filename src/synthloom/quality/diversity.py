@@ -5,7 +5,8 @@ Conventions, stated so numbers are comparable across datasets:
   denominator="ngrams" for unique / total n-grams. Tokens: text.words (per-char CJK/Thai).
 - Self-BLEU: for each sampled text, sentence BLEU-4 (sacrebleu, 13a tokeniser, uniform weights)
   with that text as hypothesis and every other sampled text as references, averaged, in [0, 1].
-  Smoothing: "floor" with 0.1 (zero n-gram matches count as 0.1, i.e. nltk's method1).
+  Smoothing: "floor" with 0.1 (zero n-gram matches count as 0.1, i.e. nltk's method1);
+  effective order as in sacrebleu.sentence_bleu (texts shorter than 4 tokens use the orders they have).
   HIGHER = LESS diverse. Fixed sample size (500 by default, seeded): compare only at equal N.
 - Embedding: rows L2-normalised; mean pairwise cosine distance over distinct pairs; Vendi score
   exp(-sum lambda log lambda) over eigenvalues of K/n with K = X X^T (K_ii = 1), computed from the
@@ -87,7 +88,7 @@ def self_bleu(texts: Sequence[str], max_n: int = 4, sample: int = 500, seed: int
             total[len(g) - 1] += c
             correct[len(g) - 1] += min(c, ref_max)
         others = np.sort(np.delete(lens, i))
-        bleu = BLEU.compute_bleu(correct, total, hyp_len, _closest_ref_len(hyp_len, others), smooth_method="floor", smooth_value=smooth_value, max_ngram_order=max_n)
+        bleu = BLEU.compute_bleu(correct, total, hyp_len, _closest_ref_len(hyp_len, others), smooth_method="floor", smooth_value=smooth_value, effective_order=True, max_ngram_order=max_n)
         scores.append(bleu.score / 100.0)
     return float(np.mean(scores))
 

@@ -20,7 +20,13 @@ from typing import NamedTuple
 import numpy as np
 
 from synthloom.errors import BadInputError
-from synthloom.quality.lcs import WORD_BITS, lcs_length, lcs_length_masks, lcs_lengths_vs_many, match_masks
+from synthloom.quality.lcs import (
+    WORD_BITS,
+    lcs_length,
+    lcs_length_masks,
+    lcs_lengths_vs_many,
+    match_masks,
+)
 from synthloom.quality.text import rouge_words
 
 Tokenizer = Callable[[str], list[str]]

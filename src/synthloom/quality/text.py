@@ -85,25 +85,85 @@ def text_fingerprint(text: str) -> str:
 
 
 def hash_strings(strings: Sequence[str]) -> np.ndarray:
-    """Stable 64-bit hashes of many strings at once (vectorised over code-point columns).
+    """Stable 64-bit hashes of many strings at once: mix64(sum_j codepoint_j * B^-j mod 2^64).
 
-    Strings longer than 64 characters go through blake2b one by one so that one huge token
-    cannot blow up the (strings x max length) code-point matrix.
+    The same function of the characters as `token_hashes_many` computes from raw bytes, so both
+    paths agree. Strings longer than 64 characters are done one by one (bounded matrix width).
     """
     out = np.empty(len(strings), dtype=np.uint64)
     short = [i for i, t in enumerate(strings) if len(t) <= 64]
     long_ = [i for i, t in enumerate(strings) if len(t) > 64]
     if short:
         arr = np.array([strings[i] for i in short], dtype=np.str_)
-        width = arr.dtype.itemsize // 4
-        cps = arr.view(np.uint32).reshape(len(short), max(width, 1)).astype(np.uint64)
-        acc = np.char.str_len(arr).astype(np.uint64)  # the length keeps padding from colliding
-        for j in range(cps.shape[1]):
-            acc = mix64(acc * _GOLDEN + cps[:, j])
-        out[short] = acc
+        width = max(arr.dtype.itemsize // 4, 1)
+        cps = arr.view(np.uint32).reshape(len(short), width).astype(np.uint64)
+        with np.errstate(over="ignore"):
+            out[short] = mix64((cps * _powers(_BASE_INV, width)[None, :]).sum(axis=1, dtype=np.uint64))
     for i in long_:
-        out[i] = stable_hash64(strings[i])
+        cps = np.frombuffer(strings[i].encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        with np.errstate(over="ignore"):
+            out[i] = mix64(np.array([(cps * _powers(_BASE_INV, len(cps))).sum(dtype=np.uint64)]))[0]
     return out
+
+
+# Characters per chunk of the vectorised ASCII tokeniser (bounds its uint64 temporaries).
+_ASCII_CHUNK_CHARS = 1 << 22
+
+
+def _ascii_token_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Token hashes and per-text token counts of ASCII texts without making Python strings.
+
+    Bytes are folded (lowercase, non-alphanumerics -> space), tokens are the runs of non-space
+    bytes, and each token's hash is its polynomial character hash taken from prefix sums.
+    """
+    hashes, lens = [], []
+    start = 0
+    while start < len(texts):
+        stop, size = start, 0
+        while stop < len(texts) and (size == 0 or size + len(texts[stop]) < _ASCII_CHUNK_CHARS):
+            size += len(texts[stop]) + 1
+            stop += 1
+        chunk = texts[start:stop]
+        raw = np.frombuffer("\n".join(chunk).encode("ascii").translate(_ASCII_FOLD), dtype=np.uint8)
+        word = raw != 32
+        edges = np.diff(np.concatenate(([0], word.view(np.int8), [0])))
+        begins, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        with np.errstate(over="ignore"):
+            prefix = np.concatenate(([np.uint64(0)], np.cumsum(raw.astype(np.uint64) * _powers(_BASE_INV, len(raw)), dtype=np.uint64)))
+            hashes.append(mix64((prefix[ends] - prefix[begins]) * _powers(_BASE, len(raw))[begins]))
+        text_ends = np.cumsum([len(t) + 1 for t in chunk])
+        lens.append(np.bincount(np.searchsorted(text_ends, begins, side="right"), minlength=len(chunk)))
+        start = stop
+    if not hashes:
+        return np.empty(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(hashes), np.concatenate(lens).astype(np.int64)
+
+
+def token_hashes_many(texts: Sequence[str], hasher: "TokenHasher | None" = None) -> tuple[np.ndarray, np.ndarray]:
+    """(concatenated token hashes of normalized_words(t) for every text, token count per text).
+
+    ASCII texts (the bulk) take a fully vectorised byte path; others go through the Unicode
+    tokeniser and a memoised hasher. Results are identical to hashing normalized_words' tokens.
+    """
+    hasher = hasher or TokenHasher()
+    ascii_idx = [i for i, t in enumerate(texts) if t.isascii()]
+    other_idx = [i for i, t in enumerate(texts) if not t.isascii()]
+    if not other_idx:
+        return _ascii_token_hashes(texts)
+    lens = np.zeros(len(texts), dtype=np.int64)
+    a_hash, a_lens = _ascii_token_hashes([texts[i] for i in ascii_idx])
+    lens[ascii_idx] = a_lens
+    o_tokens = [normalized_words(texts[i]) for i in other_idx]
+    lens[other_idx] = [len(t) for t in o_tokens]
+    o_hash = hasher.hash_tokens([tok for toks in o_tokens for tok in toks])
+    # Interleave both groups back into input order.
+    out = np.empty(int(lens.sum()), dtype=np.uint64)
+    starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
+    for idx, group_hash, group_lens in ((ascii_idx, a_hash, a_lens), (other_idx, o_hash, lens[other_idx])):
+        if len(idx):
+            pos = np.repeat(starts[idx], group_lens) + (np.arange(len(group_hash)) - np.repeat(np.concatenate(([0], np.cumsum(group_lens)[:-1])), group_lens))
+            out[pos] = group_hash
+    return out, lens
 
 
 class TokenHasher:

@@ -17,6 +17,7 @@ from synthloom.errors import ConfigError
 
 BUILTIN_RECIPES = {
     "instruct": "synthloom.recipes.instruct",
+    "metamath": "synthloom.recipes.metamath",
 }
 
 

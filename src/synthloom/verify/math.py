@@ -423,6 +423,16 @@ def _split_tuple(text: str) -> list[str] | None:
     return [part.strip() for part in parts] if len(parts) > 1 else None
 
 
+def _as_word(normal: str) -> str | None:
+    """Lower-cased text for word answers and choice letters ('(B)' -> 'b'); None for math."""
+    bare = normal.strip("()").strip()
+    if re.fullmatch(r"[A-Za-z]{2,}", bare) and bare.lower() not in _MATH_WORDS:
+        return bare.lower()
+    if re.fullmatch(r"\([A-Ea-e]\)", normal):
+        return bare.lower()
+    return None
+
+
 def _parsed_equal(left: ParsedAnswer, right: ParsedAnswer) -> bool:
     if left.percent == right.percent:
         return _values_equal(left.value, right.value)
@@ -441,6 +451,12 @@ def _compare(a: str, b: str, time_budget_s: float) -> tuple[bool, str]:
     norm_a, norm_b = normalize_answer(a), normalize_answer(b)
     if norm_a and norm_a == norm_b:
         return True, "identical after normalisation"
+    word_a, word_b = _as_word(norm_a), _as_word(norm_b)
+    if word_a is not None or word_b is not None:
+        # Words and choice letters ("Monday", "(B)") compare as case-insensitive text.
+        if word_a is not None and word_a == word_b:
+            return True, "same word"
+        return False, "different words"
     tuple_a, tuple_b = _split_tuple(norm_a), _split_tuple(norm_b)
     if tuple_a is not None or tuple_b is not None:
         if tuple_a is None or tuple_b is None or len(tuple_a) != len(tuple_b):

@@ -1,0 +1,156 @@
+"""CLI commands of the quality kit: `dedup`, `decontam`, `diversity` (mounted by synthloom.cli).
+
+Each reads a JSONL/Parquet/CSV file, works on one text column, writes its result file and prints a
+one-line JSON summary. User mistakes exit 2 with one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from synthloom.errors import BadInputError, SynthloomError
+
+
+def _one_line_errors(fn: Callable[..., None]) -> Callable[..., None]:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except SynthloomError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(e.exit_code) from None
+
+    return wrapper
+
+
+def _load(path: Path, column: str) -> tuple[list[dict[str, Any]], list[str]]:
+    from synthloom.io import read_rows
+
+    rows = read_rows(path)
+    if not rows:
+        raise BadInputError(f"{path} has no rows")
+    missing = sum(1 for r in rows if column not in r)
+    if missing:
+        cols = ", ".join(sorted({k for r in rows[:50] for k in r if not k.startswith("_")}))
+        raise BadInputError(f"{path}: column {column!r} missing in {missing} of {len(rows)} rows (columns: {cols})")
+    return rows, ["" if r[column] is None else str(r[column]) for r in rows]
+
+
+def _write_rows(rows: list[dict[str, Any]], out: Path) -> None:
+    from synthloom.io import write_jsonl, write_parquet
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".parquet":
+        write_parquet(rows, out)
+    else:
+        write_jsonl(rows, out)
+
+
+def _default_out(path: Path, tag: str) -> Path:
+    suffix = ".parquet" if path.suffix.lower() == ".parquet" else ".jsonl"
+    return path.with_name(f"{path.stem}.{tag}{suffix}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `dedup`, `decontam` and `diversity` commands to a Typer app."""
+
+    @app.command()
+    @_one_line_errors
+    def dedup(
+        file: Path = typer.Argument(..., help="input JSONL / Parquet / CSV"),
+        column: str = typer.Option("text", "--column", "-c", help="text column to compare"),
+        method: str = typer.Option("minhash", help="exact | minhash | semantic"),
+        threshold: Optional[float] = typer.Option(None, help="Jaccard (minhash, default 0.7) or cosine (semantic, default 0.9)"),
+        ngram: int = typer.Option(5, help="shingle size in words (minhash)"),
+        num_perm: int = typer.Option(256, help="MinHash permutations"),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="kept rows (default FILE.dedup.jsonl)"),
+    ) -> None:
+        """Remove exact, near (MinHash-LSH) or semantic duplicates; keeps the first of each cluster."""
+        from synthloom.quality.minhash import (
+            MinHashSettings,
+            exact_dedup,
+            minhash_dedup,
+        )
+
+        rows, texts = _load(file, column)
+        if method == "exact":
+            result = exact_dedup(texts)
+        elif method == "minhash":
+            result = minhash_dedup(texts, MinHashSettings(ngram, num_perm, 0.7 if threshold is None else threshold))
+        elif method == "semantic":
+            from synthloom.quality.embeddings import default_embedder
+            from synthloom.quality.semdedup import semantic_dedup
+
+            result = semantic_dedup(texts, default_embedder(), 0.9 if threshold is None else threshold)
+        else:
+            raise BadInputError(f"unknown dedup method {method!r}: use exact, minhash or semantic")
+        target = out or _default_out(file, "dedup")
+        _write_rows([r for r, k in zip(rows, result.keep) if k], target)
+        typer.echo(json.dumps(result.summary() | {"output": str(target)}))
+
+    @app.command()
+    @_one_line_errors
+    def decontam(
+        file: Path = typer.Argument(..., help="input JSONL / Parquet / CSV"),
+        benchmark: list[str] = typer.Option(..., "--benchmark", "-b", help="humaneval | champ | PATH[:column] (repeatable)"),
+        column: str = typer.Option("text", "--column", "-c"),
+        ngram: int = typer.Option(13, help="n-gram size in words"),
+        judge: Optional[str] = typer.Option(None, help="model spec for the LLM judge (enables embedding retrieval + judge)"),
+        judge_kind: str = typer.Option("code", help="code | math | knowledge"),
+        top_k: int = typer.Option(1, help="retrieved rows per benchmark item"),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="clean rows (default FILE.clean.jsonl)"),
+        report: Optional[Path] = typer.Option(None, help="hit report JSON (default FILE.decontam.json)"),
+    ) -> None:
+        """Find and remove rows overlapping evaluation benchmarks (n-gram; optionally embedding + judge)."""
+        from synthloom.quality.benchmarks_data import load_benchmark
+        from synthloom.quality.decontam import decontaminate
+
+        rows, texts = _load(file, column)
+        items = [it for b in benchmark for it in load_benchmark(b)]
+        if judge_kind not in ("code", "math", "knowledge"):
+            raise BadInputError(f"unknown judge kind {judge_kind!r}: use code, math or knowledge")
+        embedder = model = None
+        if judge:
+            from synthloom.llm.spec import load_model
+            from synthloom.quality.embeddings import default_embedder
+
+            embedder, model = default_embedder(), load_model(judge)
+        result = asyncio.run(decontaminate(texts, items, ngram, embedder, model, top_k, judge_kind=judge_kind))  # type: ignore[arg-type]
+        dirty = result.contaminated_rows()
+        target = out or _default_out(file, "clean")
+        _write_rows([r for i, r in enumerate(rows) if i not in dirty], target)
+        report_path = report or file.with_name(f"{file.stem}.decontam.json")
+        report_path.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+        typer.echo(json.dumps({"rows": len(rows), "contaminated": len(dirty), "benchmarks": benchmark, "output": str(target), "report": str(report_path)}))
+
+    @app.command()
+    @_one_line_errors
+    def diversity(
+        file: Path = typer.Argument(..., help="input JSONL / Parquet / CSV"),
+        column: str = typer.Option("text", "--column", "-c"),
+        embeddings: bool = typer.Option(False, "--embeddings/--no-embeddings", help="also embedding distance and Vendi score (loads MiniLM)"),
+        sample: int = typer.Option(500, help="Self-BLEU sample size (compare datasets only at equal size)"),
+        seed: int = typer.Option(0),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the report JSON here too"),
+    ) -> None:
+        """Diversity report: distinct-1/2, Self-BLEU-4, and optionally embedding distance and Vendi score."""
+        from synthloom.quality.diversity import diversity_report
+
+        _, texts = _load(file, column)
+        embedder = None
+        if embeddings:
+            from synthloom.quality.embeddings import default_embedder
+
+            embedder = default_embedder()
+        rep = diversity_report(texts, embedder, self_bleu_sample=sample, seed=seed)
+        text = json.dumps(rep, ensure_ascii=False)
+        if out:
+            out.write_text(json.dumps(rep, indent=2, ensure_ascii=False), encoding="utf-8")
+        typer.echo(text)

@@ -1,0 +1,172 @@
+"""F1@K, LongFact generation, FTS5 search ranking, SAFE parsing, and SAFE end-to-end on the embedded model."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from synthloom.errors import BadInputError
+from synthloom.eval.factuality import (
+    NOT_SUPPORTED,
+    SUPPORTED,
+    SafeConfig,
+    extract_bracketed,
+    f1_at_k,
+    generate_longfact_prompts,
+    parse_fact_list,
+    parse_rating,
+    parse_relevance,
+    safe_rate_response,
+    split_sentences,
+)
+from synthloom.eval.search import CallableSearch, LocalSearch, fts_query
+from synthloom.llm.scripted import ScriptedModel
+
+
+# ---- F1@K ----------------------------------------------------------------------------------------
+def test_f1_at_k_zero_when_nothing_supported():
+    assert f1_at_k(0, 10, 64) == 0.0
+    assert f1_at_k(0, 0, 64) == 0.0
+
+
+def test_f1_at_k_recall_is_capped_at_one_when_s_exceeds_k():
+    # S=80 > K=64: recall 1, precision 80/100 -> F1 = 2*0.8/(1.8)
+    assert f1_at_k(80, 20, 64) == pytest.approx(2 * 0.8 * 1.0 / 1.8)
+    assert f1_at_k(64, 0, 64) == 1.0
+
+
+def test_f1_at_k_when_k_exceeds_s():
+    # S=10, N=5, K=64: precision 2/3, recall 10/64
+    p, r = 10 / 15, 10 / 64
+    assert f1_at_k(10, 5, 64) == pytest.approx(2 * p * r / (p + r))
+    assert f1_at_k(10, 5, 178) < f1_at_k(10, 5, 64)  # larger K, lower recall
+
+
+def test_f1_at_k_rejects_bad_counts():
+    with pytest.raises(BadInputError):
+        f1_at_k(-1, 0, 64)
+    with pytest.raises(BadInputError):
+        f1_at_k(1, 0, 0)
+
+
+# ---- parsing -------------------------------------------------------------------------------------
+def test_parsers_handle_messy_model_output():
+    assert split_sentences("Dr. Smith lives in Paris. He was born in 1950!\n- A list item") == [
+        "Dr. Smith lives in Paris.", "He was born in 1950!", "A list item"]
+    assert parse_fact_list("- Fact one.\n- Fact two.\nPlease breakdown the following sentence\n- leaked") == [
+        "Fact one.", "Fact two."]
+    assert parse_rating("Thinking... it is [Supported]. Final: [Not Supported]") == NOT_SUPPORTED
+    assert parse_rating("so the answer is supported") == SUPPORTED
+    assert parse_rating("no verdict here") is None
+    assert parse_relevance("ANSWER: [Not Foo]") is False
+    assert parse_relevance("gibberish") is True  # unparseable = relevant, as in SAFE
+    assert extract_bracketed("QUESTION:\n[Who was Ada Lovelace?] extra [x]") == "Who was Ada Lovelace?"
+    assert extract_bracketed("no brackets") is None
+
+
+# ---- local search --------------------------------------------------------------------------------
+def test_fts5_bm25_ranks_the_matching_passage_first():
+    search = LocalSearch([
+        {"id": "a", "title": "Honey bee", "text": "Bees make honey and live in colonies with a queen."},
+        {"id": "b", "title": "Whale", "text": "The blue whale eats krill. Whales are mammals."},
+        {"id": "c", "title": "Krill", "text": "Krill are small crustaceans. Krill krill krill swarm in oceans."},
+    ])
+    hits = search.search("What do blue whales eat?", k=3)
+    assert hits[0].source == "b"
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    krill = search.search("krill", k=2)
+    assert [h.source for h in krill] == ["c", "b"]  # more occurrences in a shorter text rank higher
+    assert search.search("!!! ??? ...", k=3) == []  # punctuation-only queries are not FTS5 syntax errors
+    assert fts_query('he said "hello" (AND) NEAR') == '"said" OR "hello" OR "and" OR "near"'
+
+
+def test_bundled_corpus_and_bad_corpus(tmp_path):
+    search = LocalSearch.bundled()
+    assert search.size >= 30
+    assert search.search("Who first reached the summit of Mount Everest?", 1)[0].title == "Mount Everest"
+    bad = tmp_path / "c.jsonl"
+    bad.write_text('{"text": "ok"}\nnot json\n')
+    with pytest.raises(BadInputError, match="line 2"):
+        LocalSearch.from_file(bad)
+
+
+def test_callable_search_adapter_maps_web_results():
+    search = CallableSearch(lambda q, k: [{"title": "T", "snippet": f"about {q}", "link": "http://x"}] * 5)
+    hits = search.search("eiffel", 3)
+    assert len(hits) == 3 and hits[0].text == "about eiffel" and hits[0].source == "http://x"
+
+
+# ---- LongFact (control flow with a scripted model) ----------------------------------------------
+def test_longfact_window_rolls_and_dedups():
+    counter = iter(range(1000))
+
+    def answer(request):
+        n = next(counter)
+        return "[Same question?]" if n == 1 else f"[Question number {n}?] trailing"
+
+    model = ScriptedModel(answer)
+    prompts = asyncio.run(generate_longfact_prompts(model, ["Astronomy", "Music"], per_topic=3, window=4))
+    texts = [p["prompt"] for p in prompts]
+    assert len(texts) == len(set(texts)) == 6
+    assert {p["topic"] for p in prompts} == {"Astronomy", "Music"}
+    last_prompt = model.requests[-1].messages[-1]["content"]
+    # the window holds the 4 most recent examples: generated prompts replaced the hand-written seeds
+    assert "Sagrada Familia" not in last_prompt and "Question number" in last_prompt
+    assert last_prompt.count("QUESTION:") == 5  # 4 exemplars + the query
+
+
+# ---- SAFE control flow ---------------------------------------------------------------------------
+def test_safe_pipeline_order_and_counts_with_scripted_model():
+    def answer(request):
+        text = request.messages[-1]["content"]
+        last = text.rsplit("Please breakdown the following sentence into independent facts:", 1)[-1]
+        if "independent facts" in text:
+            return "- It is in Paris.\n- It was finished in 1889." if "Tower" in last else "- Bananas are blue."
+        if "REVISED STATEMENT" in text:
+            fact = text.rsplit("STATEMENT:", 2)[-2].strip().splitlines()[0]
+            return "```\n" + fact.replace("It ", "The Eiffel Tower ") + "\n```"
+        if "[Not Foo]" in text:
+            return "[Not Foo]" if "Bananas" in text.rsplit("STATEMENT:", 1)[-1] else "[Foo]"
+        if "QUERY:" in text:
+            return "```\n" + text.rsplit("STATEMENT:", 1)[-1].split("\n")[0] + "\n```"
+        knowledge = text.split("STATEMENT:")[-2] if text.count("STATEMENT:") > 1 else text
+        return "[Supported]" if "1889" in text.rsplit("STATEMENT:", 1)[-1] and "1889" in knowledge else "[Not Supported]"
+
+    cfg = SafeConfig(max_steps=2, ks=(1, 10))
+    result = asyncio.run(safe_rate_response(ScriptedModel(answer), LocalSearch.bundled(), "Tell me about the Eiffel Tower.",
+                                            "The Eiffel Tower is famous. Bananas grow in the tropics.", cfg))
+    facts = {f["revised"]: f for f in result["facts"]}
+    assert set(facts) == {"The Eiffel Tower is in Paris.", "The Eiffel Tower was finished in 1889.", "Bananas are blue."}
+    assert facts["Bananas are blue."]["label"] == "irrelevant" and facts["Bananas are blue."]["queries"] == []
+    finished = facts["The Eiffel Tower was finished in 1889."]
+    assert finished["label"] == SUPPORTED and len(finished["queries"]) == 2 and len(finished["evidence"]) <= 6
+    assert (result["num_supported"], result["num_not_supported"], result["num_irrelevant"]) == (1, 1, 1)
+    assert result["f1@1"] == pytest.approx(f1_at_k(1, 1, 1)) and result["f1@10"] == pytest.approx(f1_at_k(1, 1, 10))
+
+
+# ---- SAFE end to end on the embedded model ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def embedded():
+    from synthloom.llm.embedded import EmbeddedModel
+
+    model = EmbeddedModel(n_ctx=8192, n_slots=8)
+    yield model
+    model.close()
+
+
+@pytest.mark.slow
+def test_safe_end_to_end_on_embedded_model_with_bundled_corpus(embedded):
+    cfg = SafeConfig(max_steps=1, max_facts=2, max_tokens=40, ks=(1, 64))
+    result = asyncio.run(safe_rate_response(embedded, LocalSearch.bundled(), "Tell me about Marie Curie.",
+                                            "Marie Curie won the Nobel Prize in Chemistry in 1911.", cfg))
+    assert 1 <= result["num_facts"] <= 2
+    labels = {f["label"] for f in result["facts"]}
+    assert labels <= {"supported", "not_supported", "irrelevant", "unrated"}
+    rated = [f for f in result["facts"] if f["relevant"]]
+    for fact in rated:  # every relevant fact was searched: one query, evidence from the bundled corpus
+        assert len(fact["queries"]) == 1 and fact["revised"]
+        assert all(e["source"].startswith("wiki-") for e in fact["evidence"])
+    s, n = result["num_supported"], result["num_not_supported"]
+    assert result["f1@64"] == pytest.approx(f1_at_k(s, n, 64))
+    assert result["model_calls"] >= 3 and result["completion_tokens"] > 0
