@@ -23,9 +23,14 @@ llama-wheel: $(VENV)/bin/python
 		$(BIN)/pip wheel --no-deps --wheel-dir $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION); \
 	fi
 
+# CPU build of PyTorch for the embedding extra (this machine image ships its wheel on disk)
+TORCH_VERSION ?= 2.13.0
+EXTRAS ?= dev,embed
+
 $(VENV)/.installed: pyproject.toml | llama-wheel
 	$(BIN)/pip install --quiet --find-links $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
-	$(BIN)/pip install --quiet --find-links $(WHEELS) -e ".[dev]"
+	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BIN)/pip install --quiet --find-links $(WHEELS) -e ".[$(EXTRAS)]"
 	touch $@
 
 install: llama-wheel $(VENV)/.installed

@@ -309,3 +309,26 @@ def test_step_returning_wrong_outcome_count_fails_loudly(tmp_path):
 def test_rejected_dataclass_keeps_row():
     r = Rejected("x", {"a": 1}, "why")
     assert r.row == {"a": 1} and r.reason == "x"
+
+
+class SquareInWorker(Step):
+    """A CPU-heavy step: runs in the process pool, so it must see a different process id."""
+
+    cpu_heavy = True
+
+    def process(self, rows, ctx):
+        import os
+
+        return [ctx.derive(r, {"sq": r["n"] ** 2, "pid": os.getpid()}) for r in rows]
+
+    def output_columns(self, available):
+        return available | {"sq", "pid"}
+
+
+def test_cpu_heavy_steps_run_in_a_process_pool(tmp_path):
+    import os
+
+    res = run(Pipeline("cpu", [SquareInWorker(name="sq")], source=topics(30), shard_size=5), tmp_path / "r")
+    assert [r["sq"] for r in res.rows] == [i * i for i in range(30)]
+    assert all(r["pid"] != os.getpid() for r in res.rows)
+    assert all(r["_meta"]["parents"] for r in res.rows)

@@ -131,12 +131,12 @@ def embedded():
 
 @pytest.mark.slow
 async def test_end_to_end_on_the_embedded_model(tmp_path, embedded):
-    options = code_exec.Options(num_problems=3, num_solutions=3, num_test_samples=1, max_tokens=96)
+    options = code_exec.Options(num_problems=2, num_solutions=2, num_test_samples=1, max_tokens=64)
     result = await run_pipeline_async(code_exec.build(options), RunOptions(out=tmp_path / "run", seed=1),
                                       models={"generator": embedded})
     funnel = result.stats["funnel"]
     assert [s["step"] for s in funnel] == ["source", "problem", "solutions", "tests", "execute", "decontaminate"]
-    assert funnel[0]["rows_out"] == 3
+    assert funnel[0]["rows_out"] == 2
     for before, after in zip(funnel, funnel[1:]):  # every row is either passed on or rejected with a reason
         assert after["rows_in"] == before["rows_out"]
         assert after["rows_out"] + after["rejected_total"] == after["rows_in"]

@@ -1,4 +1,4 @@
-"""The `synthloom` command line. Exit codes: 0 ok, 1 run failed, 2 bad input, 130 interrupted."""
+"""The `synthloom` command line. Exit codes: 0 ok, 1 run failed, 2 bad input, 3 budget reached, 130 interrupted."""
 
 from __future__ import annotations
 
@@ -56,6 +56,9 @@ def run(
     cache: Optional[Path] = typer.Option(None, help="request cache path (share it across runs)"),
     prices: Optional[Path] = typer.Option(None, help="YAML/JSON price table for cost accounting"),
     shards_in_flight: int = typer.Option(4, help="shards processed concurrently"),
+    max_tokens_total: Optional[int] = typer.Option(None, help="stop (resumably) once this many tokens are paid"),
+    max_cost: Optional[float] = typer.Option(None, help="stop (resumably) once this many USD are spent (needs --prices)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="estimate requests, tokens, cost and time; write no dataset"),
 ) -> None:
     """Run a recipe and write the dataset, its card and stats into a run directory."""
     from synthloom.pipeline.runner import RunOptions, run_pipeline_async
@@ -73,7 +76,12 @@ def run(
     opts = RunOptions(out=out, seed=seed, formats=formats, overwrite=overwrite or not resume,
                       models={k: str(v) for k, v in parse_pairs(model, "--model").items()},
                       cache_path=cache, limit=limit, input_path=input, price_file=prices,
-                      shards_in_flight=shards_in_flight)
+                      shards_in_flight=shards_in_flight, max_tokens_total=max_tokens_total, max_cost=max_cost)
+    if dry_run:
+        from synthloom.pipeline.estimate import estimate_run
+
+        _print_estimate(asyncio.run(estimate_run(pipeline, opts)))
+        return
     progress = RunProgress(["source"] + [s.name for s in pipeline.steps], err_console)
 
     def hook(executor: Any) -> None:
@@ -99,8 +107,24 @@ def run(
     console.print(f"dataset: {files}\ncard:    {result.run_dir / 'README.md'}\nstats:   {result.run_dir / 'stats.json'}",
                   highlight=False)
     if not result.complete:
-        fail(f"run stopped early: {stats['shards']['finished']}/{stats['shards']['total']} shards finished; "
-             "the rows so far are written — run the same command again to resume", 130)
+        why = result.stop_reason or "stopped"
+        budget = why.startswith(("token budget", "cost budget"))
+        hint = "raise the budget and run the same command to resume" if budget else "run the same command again to resume"
+        fail(f"{why}; {stats['shards']['finished']}/{stats['shards']['total']} shards finished, the rows so far "
+             f"are written — {hint}", 3 if budget else 130)
+
+
+def _print_estimate(est: dict[str, Any]) -> None:
+    t = Table(title=f"dry run of {est['recipe']}: {est['input_rows']} input rows, calibrated on "
+                    f"{est['calibration_rows']} ({est['calibration_seconds']:.1f}s)")
+    for col in ("model", "requests", "prompt tokens", "completion tokens", "cost (USD)"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for model, m in est["models"].items():
+        t.add_row(model, str(m["requests"]), str(m["prompt_tokens"]), str(m["completion_tokens"]),
+                  f"{m['cost_usd']:.4f}")
+    console.print(t)
+    console.print(f"estimated: {est['estimated_tokens']} tokens, ${est['estimated_cost_usd']:.4f}, "
+                  f"~{est['estimated_seconds']:.0f}s, ~{est['estimated_output_rows']} output rows", highlight=False)
 
 
 def _print_funnel(stats: dict[str, Any]) -> None:

@@ -66,6 +66,11 @@ class PriceTable:
                 return price
         return None
 
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD for these tokens; 0.0 for a model with no price (reported as unpriced elsewhere)."""
+        price = self.lookup(model)
+        return price.cost(prompt_tokens, completion_tokens) if price else 0.0
+
     @classmethod
     def load(cls, path: str | Path) -> PriceTable:
         """Read `{model: {prompt: usd_per_1m, completion: usd_per_1m}}` from YAML or JSON.

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from synthloom.pipeline.checkpoint import Checkpoints
 from synthloom.pipeline.pipeline import Pipeline
-from synthloom.pipeline.stats import Funnel, PartUsage, part_stats
+from synthloom.pipeline.stats import Funnel, LiveTokens, PartUsage, part_stats
 from synthloom.pipeline.step import Step, StepContext, apply_step, split_outcomes
 from synthloom.records import META, Row, source_meta
 
@@ -68,6 +68,7 @@ class LocalExecutor:
         self.stop_reason: str | None = None
         self._pool: ProcessPoolExecutor | None = None
         self.funnel = Funnel([SOURCE_STEP] + [s.name for s in pipeline.steps])
+        self.live = LiveTokens()  # paid tokens, for budgets and the progress display
 
     # --- control ----------------------------------------------------------------------
     def request_stop(self, reason: str = "interrupted") -> None:
@@ -86,6 +87,12 @@ class LocalExecutor:
         return StepContext(run_seed=self.cfg.seed, recipe=self.pipeline.name, step_name=step.name,
                            step_index=index, models=self.models, usage=usage,
                            run_dir=self.cfg.run_dir, options=self.pipeline.options)
+
+    def _add_resumed(self, step_name: str, stats: dict[str, Any]) -> None:
+        """A part finished in an earlier session: count it in the funnel and in tokens paid."""
+        self.funnel.add(step_name, stats)
+        for model, u in stats.get("usage", {}).items():
+            self.live.add(model, u.get("prompt_tokens", 0), u.get("completion_tokens", 0))
 
     # --- source -----------------------------------------------------------------------
     def _load_source(self) -> list[list[Row]]:
@@ -112,7 +119,7 @@ class LocalExecutor:
 
     # --- one step on one shard --------------------------------------------------------
     async def _step_on_rows(self, step: Step, index: int, rows: list[Row]) -> tuple[list[Row], list[Any], dict]:
-        usage = PartUsage()
+        usage = PartUsage(self.live)
         ctx = self._ctx(step, index, usage)
         t0 = time.perf_counter()
         if step.cpu_heavy and step.kind != "global":
@@ -133,7 +140,7 @@ class LocalExecutor:
         for index, step in steps:
             if self.ckpt.has_part(index, step.name, shard):
                 rows, stats = self.ckpt.read_part(index, step.name, shard)
-                self.funnel.add(step.name, stats)
+                self._add_resumed(step.name, stats)
                 self.on_event("part", {"step": step.name, "shard": shard, "stats": stats, "resumed": True})
                 continue
             if self._stopping():
@@ -202,7 +209,7 @@ class LocalExecutor:
         out = []
         for k in range(parts):
             rows, stats = self.ckpt.read_part(index, step.name, k)
-            self.funnel.add(step.name, stats)
+            self._add_resumed(step.name, stats)
             out.append(rows)
         return out
 

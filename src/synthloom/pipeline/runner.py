@@ -40,6 +40,8 @@ class RunOptions:
     input_path: Path | None = None
     price_file: Path | None = None
     model_options: dict[str, Any] = field(default_factory=dict)  # defaults for every backend
+    max_tokens_total: int | None = None  # hard budget on paid (non-cached) tokens, all models
+    max_cost: float | None = None  # hard budget in USD (needs a price table)
 
 
 @dataclass
@@ -49,6 +51,32 @@ class RunResult:
     stats: dict[str, Any]
     data_files: list[Path]
     rows: list[Row]
+    stop_reason: str | None = None
+
+
+def load_prices(opts: RunOptions) -> Any:
+    if not opts.price_file:
+        return None
+    from synthloom.llm.usage import PriceTable
+
+    return PriceTable.load(opts.price_file)
+
+
+def budget_check(opts: RunOptions, prices: Any) -> Callable[[Any], str | None]:
+    """A stop condition over the run's paid tokens: the reason once a budget is reached."""
+    if opts.max_cost is not None and prices is None:
+        raise ConfigError("--max-cost needs a price table: pass --prices FILE")
+
+    def check(live: Any) -> str | None:
+        if opts.max_tokens_total is not None and live.total >= opts.max_tokens_total:
+            return f"token budget reached: {live.total} tokens >= --max-tokens-total {opts.max_tokens_total}"
+        if opts.max_cost is not None:
+            cost = live.cost(prices)
+            if cost >= opts.max_cost:
+                return f"cost budget reached: ${cost:.4f} >= --max-cost {opts.max_cost}"
+        return None
+
+    return check
 
 
 def file_sha256(path: Path) -> str:
@@ -144,9 +172,10 @@ async def run_pipeline_async(pipeline: Pipeline, opts: RunOptions | None = None,
     if models is None:
         models, owned = build_models(pipeline, opts, Path(opts.cache_path or run_dir / "cache.sqlite"))
     pipeline.source = Source(rows=probe, description=pipeline.source.description)
+    check = budget_check(opts, load_prices(opts))
     executor = LocalExecutor(pipeline, models, ExecutorConfig(run_dir=run_dir, seed=opts.seed,
                              shards_in_flight=opts.shards_in_flight, created_at=info["created_at"]),
-                             on_event=on_event)
+                             on_event=on_event, should_stop=lambda: check(executor.live))
     if executor_hook:
         executor_hook(executor)
     try:
@@ -157,19 +186,15 @@ async def run_pipeline_async(pipeline: Pipeline, opts: RunOptions | None = None,
             inner = getattr(m, "inner", None)
             if inner is not None and inner is not m:
                 await inner.aclose()
-    return finish_run(pipeline, opts, run_dir, info, result, models)
+    return finish_run(pipeline, opts, run_dir, info, result, models, executor.stop_reason)
 
 
 def finish_run(pipeline: Pipeline, opts: RunOptions, run_dir: Path, info: dict[str, Any],
-               result: ExecutionResult, models: dict[str, Any]) -> RunResult:
+               result: ExecutionResult, models: dict[str, Any], stop_reason: str | None = None) -> RunResult:
     """Write data/, stats.json and the dataset card from what the executor finished."""
     from synthloom.report.card import write_card
 
-    prices = None
-    if opts.price_file:
-        from synthloom.llm.usage import PriceTable
-
-        prices = PriceTable.load(opts.price_file)
+    prices = load_prices(opts)
     label = provenance_label(pipeline, models)
     data_files: list[Path] = []
     if "jsonl" in opts.formats:
@@ -188,6 +213,7 @@ def finish_run(pipeline: Pipeline, opts: RunOptions, run_dir: Path, info: dict[s
     stats = {
         "recipe": pipeline.name,
         "complete": result.complete,
+        "stop_reason": stop_reason,
         "rows": len(result.rows),
         "seed": opts.seed,
         "created_at": info["created_at"],
@@ -203,7 +229,7 @@ def finish_run(pipeline: Pipeline, opts: RunOptions, run_dir: Path, info: dict[s
     write_text_atomic(run_dir / "stats.json", json.dumps(stats, indent=2, ensure_ascii=False))
     write_card(run_dir, pipeline, stats)
     return RunResult(run_dir=run_dir, complete=result.complete, stats=stats, data_files=data_files,
-                     rows=result.rows)
+                     rows=result.rows, stop_reason=stop_reason)
 
 
 def provenance_label(pipeline: Pipeline, models: dict[str, Any]) -> dict[str, Any]:

@@ -9,14 +9,40 @@ from typing import Any
 from synthloom.llm.base import Usage
 
 
-class PartUsage:
-    """Token usage of one step on one shard; same `record` signature as the usage tracker."""
+class LiveTokens:
+    """Tokens paid so far in this run (resumed parts + calls as they return): budget checks."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.by_model: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+
+    def add(self, model_name: str, prompt_tokens: int, completion_tokens: int) -> None:
+        with self._lock:
+            entry = self.by_model[model_name]
+            entry[0] += prompt_tokens
+            entry[1] += completion_tokens
+
+    @property
+    def total(self) -> int:
+        return sum(p + c for p, c in self.by_model.values())
+
+    def cost(self, prices: Any) -> float:
+        if prices is None:
+            return 0.0
+        return sum(prices.cost(m, p, c) for m, (p, c) in self.by_model.items())
+
+
+class PartUsage:
+    """Token usage of one step on one shard; same `record` signature as the usage tracker."""
+
+    def __init__(self, live: LiveTokens | None = None) -> None:
+        self._lock = threading.Lock()
         self.by_model: dict[str, dict[str, int]] = {}
+        self.live = live
 
     def record(self, model_name: str, usage: Usage, cached: bool = False) -> None:
+        if self.live is not None and not cached:
+            self.live.add(model_name, usage.prompt_tokens, usage.completion_tokens)
         with self._lock:
             m = self.by_model.setdefault(model_name, {"prompt_tokens": 0, "completion_tokens": 0,
                                                       "requests": 0, "cached_requests": 0,

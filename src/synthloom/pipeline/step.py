@@ -76,6 +76,22 @@ class StepContext:
 
 STEP_TYPES: dict[str, type["Step"]] = {}
 
+# Modules that register step types; imported on first use so YAML recipes can name any of them.
+STEP_MODULES = (
+    "synthloom.pipeline.builtins",
+    "synthloom.pipeline.model_step",
+    "synthloom.pipeline.pipeline",
+    "synthloom.quality.steps",
+    "synthloom.recipes.math_steps",
+)
+
+
+def load_step_modules() -> None:
+    import importlib
+
+    for module in STEP_MODULES:
+        importlib.import_module(module)
+
 
 def register_step(type_name: str):
     """Class decorator: make a step available to YAML recipes as `type: <type_name>`."""
@@ -136,6 +152,8 @@ def build_step(spec: dict[str, Any]) -> Step:
         raise ConfigError(f"each step needs a 'type' key, got {spec!r}")
     spec = dict(spec)
     type_name = spec.pop("type")
+    if type_name not in STEP_TYPES:
+        load_step_modules()
     cls = STEP_TYPES.get(type_name)
     if cls is None:
         known = ", ".join(sorted(STEP_TYPES))

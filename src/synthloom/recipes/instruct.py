@@ -10,6 +10,7 @@ from pydantic import Field
 from synthloom.pipeline.builtins import ExactDedup, FormatAs, LengthFilter
 from synthloom.pipeline.model_step import ModelStep
 from synthloom.pipeline.pipeline import Pipeline, Source
+from synthloom.quality.steps import DecontaminateStep, QualityFiltersStep
 from synthloom.recipes.registry import RecipeOptions
 
 NAME = "instruct"
@@ -20,6 +21,7 @@ class Options(RecipeOptions):
     per_topic: int = Field(2, ge=1, le=64, description="instructions sampled per topic")
     format: Literal["alpaca", "sft", "sharegpt"] = Field("alpaca", description="output format: alpaca, sft or sharegpt")
     max_response_tokens: int = Field(160, ge=8, description="token budget of each response")
+    decontaminate: bool = Field(True, description="drop rows overlapping bundled benchmarks (HumanEval, CHAMP)")
 
 
 def bundled_topics() -> list[dict]:
@@ -37,6 +39,12 @@ def build(options: Options) -> Pipeline:
         ModelStep(name="response", prompt="instruct_respond.j2", output="output", temperature=0.3,
                   max_tokens=options.max_response_tokens),
         LengthFilter(name="response_length", column="output", min=2, unit="words"),
+        QualityFiltersStep(name="quality", column="output", filters=["repetition", "refusal", "leaked_template"]),
+    ]
+    if options.decontaminate:
+        steps.append(DecontaminateStep(name="decontaminate", columns=["instruction", "output"],
+                                       benchmarks=["humaneval", "champ"]))
+    steps += [
         FormatAs(name="format", format=options.format,
                  fields=fields if options.format != "alpaca" else {}, keep_columns=False),
     ]

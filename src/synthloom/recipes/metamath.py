@@ -102,6 +102,6 @@ def build(options: Options) -> Pipeline:
 
 
 def _decontam_step():
-    from synthloom.quality.steps import NgramDecontam
+    from synthloom.quality.steps import DecontaminateStep
 
-    return NgramDecontam(name="decontam", columns=["query"], benchmarks=["champ"])
+    return DecontaminateStep(name="decontaminate", columns=["query", "response"], benchmarks=["champ"])

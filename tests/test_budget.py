@@ -1,0 +1,76 @@
+"""Budgets and dry runs through the real CLI against a real local HTTP server."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from conftest import read_jsonl, run_cli
+from tests.fakes.openai_server import FakeOpenAIServer
+
+RECIPE = """
+name: budgeted
+shard_size: 2
+steps:
+  - {type: model, name: ask, prompt: "Ask about {{ topic }} number {{ n }}", output: question}
+  - {type: model, name: answer, prompt: "Answer: {{ question }}", output: answer}
+"""
+
+
+def setup(folder: Path, n: int = 24) -> tuple[Path, Path]:
+    recipe = folder / "recipe.yaml"
+    recipe.write_text(RECIPE)
+    data = folder / "in.jsonl"
+    data.write_text("".join(json.dumps({"topic": f"t{i}", "n": i}) + "\n" for i in range(n)))
+    return recipe, data
+
+
+def env() -> dict:
+    return {"OPENAI_API_KEY": "", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+
+
+def test_token_budget_stops_then_resumes_with_zero_duplicate_calls(tmp_path: Path):
+    recipe, data = setup(tmp_path)
+    out = tmp_path / "run"
+    with FakeOpenAIServer(delay=0.02) as server:
+        base = ["run", str(recipe), "--input", str(data), "--out", str(out), "--shards-in-flight", "1",
+                "--model", f"generator=openai:{server.url}#fake"]
+        first = run_cli(*base, "--max-tokens-total", "60", env=env())
+        assert first.returncode == 3, first.stderr
+        assert "token budget reached" in first.stderr and "resume" in first.stderr
+        partial = read_jsonl(out / "data" / "train.jsonl")
+        stats = json.loads((out / "stats.json").read_text())
+        assert stats["complete"] is False and len(partial) < 24
+        paid = sum(u["prompt_tokens"] + u["completion_tokens"] for u in stats["usage"].values())
+        assert paid >= 60 and server.received < 48  # stopped near the cap, long before the end
+        second = run_cli(*base, "--max-tokens-total", "100000", env=env())
+        assert second.returncode == 0, second.stderr
+        assert len(read_jsonl(out / "data" / "train.jsonl")) == 24
+        assert max(server.by_fingerprint.values()) == 1 and server.received == 48
+
+
+def test_dry_run_estimates_and_its_calls_are_not_paid_again(tmp_path: Path):
+    recipe, data = setup(tmp_path, n=30)
+    out = tmp_path / "run"
+    with FakeOpenAIServer() as server:
+        base = ["run", str(recipe), "--input", str(data), "--out", str(out),
+                "--model", f"generator=openai:{server.url}#fake"]
+        prices = tmp_path / "prices.yaml"
+        prices.write_text("fake: {prompt: 1.0, completion: 2.0}\n")
+        dry = run_cli(*base, "--dry-run", "--prices", str(prices), env=env())
+        assert dry.returncode == 0, dry.stderr
+        assert "estimated:" in dry.stdout and "30 input rows" in " ".join(dry.stdout.split())
+        assert not (out / "data").exists()  # a dry run writes no dataset
+        calibration_calls = server.received
+        assert 0 < calibration_calls <= 6
+        real = run_cli(*base, "--prices", str(prices), env=env())
+        assert real.returncode == 0, real.stderr
+        assert server.received == 60 and max(server.by_fingerprint.values()) == 1
+    estimate_line = next(line for line in dry.stdout.splitlines() if line.startswith("estimated:"))
+    estimated_tokens = int(estimate_line.split()[1])
+    stats = json.loads((out / "stats.json").read_text())
+    actual = sum(u["prompt_tokens"] + u["completion_tokens"] + u.get("cached_tokens", 0)
+                 for u in stats["usage"].values())
+    assert 0.7 * actual <= estimated_tokens <= 1.3 * actual
+    assert os.path.exists(out / "cache.sqlite")
