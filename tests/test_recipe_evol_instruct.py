@@ -51,7 +51,7 @@ async def test_a_good_evolution_is_kept_and_evolved_further(tmp_path):
 @pytest.mark.parametrize("rewrite, response, judge, reason", [
     (EVOLVED, GOOD_ANSWER, "Equal", "no_information_gain"),  # rule 1: the model judges I' equal to I
     (EVOLVED, "I'm sorry, but I cannot help with that request.", "Not Equal", "struggled_response"),  # rule 2
-    (EVOLVED, "Yes, it is. Of course, that is it!", "Not Equal", "stopwords_only"),  # rule 3
+    (EVOLVED, "Yes, it is. And so it is!", "Not Equal", "stopwords_only"),  # rule 3
     ("#Rewritten Prompt#: " + EVOLVED, GOOD_ANSWER, "Not Equal", "copied_prompt_words"),  # rule 4
     ("Rewrite the given prompt to avoid slicing.", GOOD_ANSWER, "Not Equal", "copied_prompt_words"),  # rule 4
 ])

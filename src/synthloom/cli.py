@@ -82,7 +82,9 @@ def run(
 
         _print_estimate(asyncio.run(estimate_run(pipeline, opts)))
         return
-    progress = RunProgress(["source"] + [s.name for s in pipeline.steps], err_console)
+    from synthloom.pipeline.runner import load_prices
+
+    progress = RunProgress(["source"] + [s.name for s in pipeline.steps], err_console, prices=load_prices(opts))
 
     def hook(executor: Any) -> None:
         loop = asyncio.get_running_loop()

@@ -16,7 +16,8 @@ from rich.table import Table
 
 
 class RunProgress:
-    def __init__(self, step_names: list[str], console: Console | None = None, interval: float = 5.0):
+    def __init__(self, step_names: list[str], console: Console | None = None, interval: float = 5.0,
+                 prices: Any = None):
         self.console = console or Console(stderr=True)
         self.steps = step_names
         self.rows_in: dict[str, int] = defaultdict(int)
@@ -31,10 +32,13 @@ class RunProgress:
         self._last_log = 0.0
         self.live: Live | None = None
         self.stopping: str | None = None
+        self.live_tokens: Any = None  # the executor's LiveTokens (paid tokens, requests in flight)
+        self.prices = prices
 
     def __enter__(self) -> "RunProgress":
         if self.console.is_terminal:
-            self.live = Live(self._table(), console=self.console, refresh_per_second=4, transient=False)
+            self.live = Live(console=self.console, refresh_per_second=4, transient=False,
+                             get_renderable=self._table)
             self.live.__enter__()
         return self
 
@@ -46,6 +50,7 @@ class RunProgress:
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "start":
             self.total_rows = data["rows"]
+            self.live_tokens = data.get("live")
         elif kind == "stopping":
             self.stopping = data["reason"]
             self.console.print(f"[yellow]stopping ({data['reason']}): finishing in-flight work…[/yellow]")
@@ -75,14 +80,29 @@ class RunProgress:
         elapsed = time.perf_counter() - self.t0
         return f"{elapsed * (self.total_rows - done) / done:.0f}s"
 
+    def _spend(self) -> str:
+        live = self.live_tokens
+        if live is None:
+            return ""
+        first = self.steps[1] if len(self.steps) > 1 else None
+        done = self.rows_in.get(first, 0) if first else 0
+        frac = done / self.total_rows if self.total_rows and done else 0.0
+        cost = live.cost(self.prices)
+        text = f"in flight {live.in_flight} | paid {live.total} tok ${cost:.4f}"
+        if frac:
+            text += f" (projected {live.total / frac:.0f} tok ${cost / frac:.4f})"
+        return text
+
     def _line(self) -> str:
         parts = [f"{n}: {self.rows_out[n]}" for n in self.steps[1:]]
         return (f"[{time.perf_counter() - self.t0:.0f}s] " + " | ".join(parts) +
-                f" | requests {self.requests} (cached {self.cached}) | {self._rate():.0f} tok/s | eta {self._eta()}")
+                f" | requests {self.requests} (cached {self.cached}) | {self._rate():.0f} tok/s | "
+                f"{self._spend()} | eta {self._eta()}")
 
     def _table(self) -> Table:
         t = Table(title=f"synthloom run — {time.perf_counter() - self.t0:.0f}s, {self._rate():.0f} tok/s, "
-                        f"requests {self.requests} (cache hits {self.cached}), ETA {self._eta()}")
+                        f"requests {self.requests} (cache hits {self.cached}), ETA {self._eta()}",
+                  caption=self._spend())
         t.add_column("step")
         t.add_column("in", justify="right")
         t.add_column("out", justify="right")

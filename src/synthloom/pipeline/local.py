@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from synthloom.pipeline.checkpoint import Checkpoints
 from synthloom.pipeline.pipeline import Pipeline
-from synthloom.pipeline.stats import Funnel, LiveTokens, PartUsage, part_stats
+from synthloom.pipeline.stats import CountingModel, Funnel, LiveTokens, PartUsage, part_stats
 from synthloom.pipeline.step import Step, StepContext, apply_step, split_outcomes
 from synthloom.records import META, Row, source_meta
 
@@ -60,7 +60,8 @@ class LocalExecutor:
                  on_event: Callable[[str, dict[str, Any]], None] | None = None,
                  should_stop: Callable[[], str | None] | None = None):
         self.pipeline = pipeline
-        self.models = models
+        self.live = LiveTokens()  # paid tokens and requests in flight, for budgets and the display
+        self.models = {role: CountingModel(m, self.live) for role, m in models.items()}
         self.cfg = config
         self.ckpt = Checkpoints(config.run_dir)
         self.on_event = on_event or (lambda kind, data: None)
@@ -68,7 +69,6 @@ class LocalExecutor:
         self.stop_reason: str | None = None
         self._pool: ProcessPoolExecutor | None = None
         self.funnel = Funnel([SOURCE_STEP] + [s.name for s in pipeline.steps])
-        self.live = LiveTokens()  # paid tokens, for budgets and the progress display
 
     # --- control ----------------------------------------------------------------------
     def request_stop(self, reason: str = "interrupted") -> None:
@@ -219,7 +219,7 @@ class LocalExecutor:
         for step in self.pipeline.steps:
             step.setup(self._ctx(step, 0, PartUsage()))
         shards = self._load_source()
-        self.on_event("start", {"rows": sum(len(s) for s in shards), "shards": len(shards)})
+        self.on_event("start", {"rows": sum(len(s) for s in shards), "shards": len(shards), "live": self.live})
         indexed = list(enumerate(self.pipeline.steps, start=1))
         segment: list[tuple[int, Step]] = []
         complete = True

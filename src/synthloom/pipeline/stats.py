@@ -15,6 +15,7 @@ class LiveTokens:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.by_model: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        self.in_flight = 0  # model requests currently waiting for an answer
 
     def add(self, model_name: str, prompt_tokens: int, completion_tokens: int) -> None:
         with self._lock:
@@ -30,6 +31,26 @@ class LiveTokens:
         if prices is None:
             return 0.0
         return sum(prices.cost(m, p, c) for m, (p, c) in self.by_model.items())
+
+
+class CountingModel:
+    """Wraps a Model to keep the run's count of requests in flight (for the live display)."""
+
+    def __init__(self, inner: Any, live: LiveTokens):
+        self.inner, self.live, self.identity = inner, live, inner.identity
+
+    async def chat(self, requests: list[Any]) -> list[Any]:
+        self.live.in_flight += len(requests)
+        try:
+            return await self.inner.chat(requests)
+        finally:
+            self.live.in_flight -= len(requests)
+
+    async def aclose(self) -> None:  # the runner closes the wrapped model itself
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 class PartUsage:

@@ -1,0 +1,7 @@
+"""Alignment data techniques shared by recipes: Constitutional AI and back-translation (TECHNIQUES §7, §8).
+
+constitution   principles as data (critique / revision / preference phrasings), seeded sampling
+soft_labels    RL-CAI soft preference from "(A)"/"(B)" logprobs, vote fallback, CoT clamping
+gamma          back-translation Gamma score: per-sentence z-normalisation, mixing, selection
+calls          calling a model from inside a step with usage and provenance recorded
+"""

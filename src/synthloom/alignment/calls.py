@@ -1,0 +1,58 @@
+"""Calling a model from inside a custom step: one request, usage counted, provenance kept.
+
+Steps that make several dependent calls per row (critique then revision; candidates then their
+scores) cannot be a single `ModelStep`; they use `ask` so every call is still cached by the
+pipeline's model wrapper, counted in the run's token usage and summarised in the row's `_meta`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError
+from synthloom.pipeline.step import StepContext
+
+
+@dataclass
+class CallLog:
+    """What a step's calls for one row cost and which model answered (merged into `_meta`)."""
+
+    model: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seeds: list[int] = field(default_factory=list)
+    raw: dict[str, str] = field(default_factory=dict)
+
+    def meta(self, prompt_sha: str, params: dict[str, Any]) -> dict[str, Any]:
+        return {"model": self.model, "prompt_sha": prompt_sha, "params": params,
+                "seed": self.seeds[0] if self.seeds else None, "synthetic": True, "raw": self.raw,
+                "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}}
+
+
+def user_request(prompt: str, seed: int, system: str | None = None, **params: Any) -> ChatRequest:
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    return ChatRequest(messages=messages, seed=seed, **params)
+
+
+async def ask(ctx: StepContext, role: str, request: ChatRequest, log: CallLog, label: str) -> ChatResponse:
+    """Send one request to the model of `role`; record usage and the raw text under `label`.
+
+    InvalidRequestError (e.g. prompt longer than the context) propagates so the caller can
+    reject the row with a reason; transport errors fail the shard (resumable).
+    """
+    model = ctx.model(role)
+    response: ChatResponse = (await model.chat([request]))[0]
+    if ctx.usage is not None:
+        ctx.usage.record(model.identity, response.usage, response.cached)
+    log.model = log.model or model.identity
+    log.prompt_tokens += response.usage.prompt_tokens
+    log.completion_tokens += response.usage.completion_tokens
+    if request.seed is not None:
+        log.seeds.append(request.seed)
+    for i, choice in enumerate(response.choices):
+        log.raw[label if len(response.choices) == 1 else f"{label}#{i}"] = choice.text
+    return response
+
+
+__all__ = ["CallLog", "InvalidRequestError", "ask", "user_request"]

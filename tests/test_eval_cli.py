@@ -1,0 +1,59 @@
+"""`synthloom eval ...` commands through typer's CliRunner (models replaced by scripted ones)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from synthloom.eval import commands
+from synthloom.llm.scripted import ScriptedModel
+
+
+@pytest.fixture
+def app(monkeypatch):
+    monkeypatch.setattr(commands, "load_model", lambda spec: ScriptedModel(["B"], identity=f"scripted:{spec}"))
+    app = typer.Typer()
+    commands.register(app)
+
+    @app.callback()
+    def root() -> None:
+        pass
+
+    return app
+
+
+def test_judge_pairwise_writes_results_and_reports(app, tmp_path):
+    rows = [{"instruction": f"task {i}", "output": "x" * (10 + 7 * i), "baseline": "y" * (40 - 3 * i)} for i in range(10)]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = CliRunner().invoke(app, ["eval", "judge", str(src), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    results = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert len(results) == 10 and {r["swapped"] for r in results} == {True, False}
+    # the judge always says "B": the model wins exactly when it was shown second
+    assert all(r["p_model"] == (0.0 if r["swapped"] else 1.0) for r in results)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["summary"]["win_rate"] == pytest.approx(100 * sum(not r["swapped"] for r in results) / 10)
+    assert "length_controlled_winrate" in report["summary"]
+    assert "| win_rate |" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_judge_missing_column_is_a_one_line_error(app, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"instruction": "x", "output": "y"}\n')
+    result = CliRunner().invoke(app, ["eval", "judge", str(src), "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0
+    assert "baseline" in str(result.exception)
+
+
+def test_winrate_command_from_annotations(app, tmp_path):
+    rows = [{"output_1": "a" * (5 + i), "output_2": "b" * (30 - i), "preference": 1 + (i % 3) / 2} for i in range(12)]
+    src = tmp_path / "ann.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = CliRunner().invoke(app, ["eval", "winrate", str(src), "--out", str(tmp_path / "w")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "w" / "report.json").read_text())["summary"]
+    assert summary["n_total"] == 12 and summary["glm"] == "length_controlled_minimal"
