@@ -95,3 +95,25 @@ def test_recipes_lists_builtins_with_options():
     res = run_cli("recipes")
     assert res.returncode == 0
     assert "instruct" in res.stdout and "per_topic" in res.stdout
+
+
+def test_provenance_reads_labels_and_fails_loudly_when_stripped(workdir: Path):
+    out = workdir / "run"
+    assert run_cli("run", str(workdir / "recipe.yaml"), "--input", str(workdir / "in.jsonl"),
+                   "--out", str(out)).returncode == 0
+    for name in ("train.jsonl", "train.parquet"):
+        res = run_cli("provenance", str(out / "data" / name))
+        assert res.returncode == 0, res.stderr
+        assert "recipes {'tidy': 2}" in res.stdout
+    # strip the labels from copies: the command must fail, with a one-line reason
+    import pyarrow.parquet as pq
+
+    rows = read_jsonl(out / "data" / "train.jsonl")
+    stripped = workdir / "stripped.jsonl"
+    stripped.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "_meta"}) + "\n" for r in rows))
+    res = run_cli("provenance", str(stripped))
+    assert res.returncode == 1 and "labels missing" in res.stderr and "no _meta column" in res.stderr
+    table = pq.read_table(out / "data" / "train.parquet")
+    pq.write_table(table.replace_schema_metadata({}), workdir / "stripped.parquet")
+    res = run_cli("provenance", str(workdir / "stripped.parquet"))
+    assert res.returncode == 1 and "schema metadata" in res.stderr

@@ -171,6 +171,21 @@ def inspect(run_dir: Path = typer.Argument(..., help="a run directory"),
 
 
 @app.command()
+def provenance(file: Path = typer.Argument(..., help="a JSONL or Parquet file written by synthloom"),
+               rows: int = typer.Option(5, help="rows to list")) -> None:
+    """Show where each row came from; fails loudly if the synthetic-data labels were stripped."""
+    from synthloom.provenance import inspect_provenance
+
+    info = inspect_provenance(file)
+    console.print(f"{info['file']}: {info['rows']} rows, {info['synthetic_rows']} model-generated; "
+                  f"recipes {info['recipes']}; models {info['models']}", highlight=False)
+    if info["file_label"]:
+        console.print(f"file label: {json.dumps(info['file_label'])}", highlight=False)
+    for origin in info["origins"][:rows]:
+        console.print(json.dumps(origin), highlight=False)
+
+
+@app.command()
 def serve(model: str = typer.Option("embedded", help="model spec to serve"),
           host: str = typer.Option("127.0.0.1", help="bind address (loopback by default)"),
           port: int = typer.Option(8000, help="port")) -> None:

@@ -196,6 +196,7 @@ def finish_run(pipeline: Pipeline, opts: RunOptions, run_dir: Path, info: dict[s
 
     prices = load_prices(opts)
     label = provenance_label(pipeline, models)
+    stamp_labels(result.rows, label)
     data_files: list[Path] = []
     if "jsonl" in opts.formats:
         p = run_dir / "data" / "train.jsonl"
@@ -237,6 +238,15 @@ def provenance_label(pipeline: Pipeline, models: dict[str, Any]) -> dict[str, An
     return {"synthetic": True, "generator": "synthloom", "version": __version__, "recipe": pipeline.name,
             "models": {role: getattr(m, "identity", str(m)) for role, m in models.items()},
             "watermark_key_id": pipeline.options.get("watermark_key_id")}
+
+
+def stamp_labels(rows: list[Row], label: dict[str, Any]) -> None:
+    """Every exported row names its generator and watermark key id next to its provenance."""
+    for row in rows:
+        meta = row.setdefault("_meta", {})
+        meta.setdefault("synthetic", False)
+        meta["generator"] = label["generator"]
+        meta["watermark_key_id"] = label.get("watermark_key_id")
 
 
 def run_pipeline(pipeline: Pipeline, **kwargs: Any) -> RunResult:
