@@ -60,6 +60,7 @@ def embedded():
     model.close()
 
 
+@pytest.mark.slow
 def test_pairwise_judge_with_logprobs_on_embedded_model(embedded):
     items = ITEMS[:6]
     annotations = asyncio.run(judge_pairwise(embedded, items, PairwiseConfig(seed=0, max_tokens=2)))

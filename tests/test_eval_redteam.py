@@ -93,10 +93,10 @@ def embedded():
 
 @pytest.mark.slow
 def test_red_team_end_to_end_on_embedded_model(embedded):
-    cfg = RedTeamConfig(zero_shot_cases=6, few_shot_rounds=1, few_shot_cases=4, question_tokens=24, answer_tokens=24,
+    cfg = RedTeamConfig(zero_shot_cases=5, few_shot_rounds=1, few_shot_cases=3, question_tokens=20, answer_tokens=16,
                         threshold=0.3)
     rows = asyncio.run(red_team(embedded, embedded, JudgeClassifier(embedded), cfg))
-    assert len(rows) == 10
+    assert len(rows) == 8
     scored = [r for r in rows if "score" in r]
     assert scored, [r.get("raw") for r in rows]
     assert all(0.0 <= r["score"] <= 1.0 and r["question"].endswith("?") for r in scored)

@@ -63,17 +63,23 @@ def parse_constitution(data: object, where: str) -> Constitution:
     return Constitution(str(data.get("name") or where), tuple(principles))
 
 
-@lru_cache(maxsize=16)
 def load_constitution(path: str | None = None) -> Constitution:
     """The constitution in `path`, or the bundled default when `path` is None or empty."""
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise BadInputError(f"constitution file {p} does not exist")
+        return _load(str(p), p.stat().st_mtime_ns)  # an edited file is read again
+    return _load(None, 0)
+
+
+@lru_cache(maxsize=16)
+def _load(path: str | None, mtime_ns: int) -> Constitution:
     if not path:
         text = resources.files("synthloom.recipes").joinpath("data/constitution.yaml").read_text(encoding="utf-8")
         where = "default"
     else:
-        p = Path(path)
-        if not p.is_file():
-            raise BadInputError(f"constitution file {p} does not exist")
-        text, where = p.read_text(encoding="utf-8"), str(p)
+        text, where = Path(path).read_text(encoding="utf-8"), path
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

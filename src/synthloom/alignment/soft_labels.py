@@ -23,7 +23,8 @@ COT_CLAMP = (0.4, 0.6)
 _STRIP = " \t\n()[].,;:!*\"'"
 _COT_ANSWER = re.compile(r"answer\s+is\W{0,6}\(?\s*([AB])\b", re.IGNORECASE)
 _ANY_LABEL = re.compile(r"\(\s*([AB])\s*\)")
-_BARE_LABEL = re.compile(r"(?<![\w])([AB])(?![\w])")
+# a bare letter counts only when nothing follows it ("A", "B."), so the article in "A cat" does not
+_BARE_LABEL = re.compile(r"(?<![\w])([AB])(?=\s*(?:$|[).,:;!]))")
 
 
 def token_label(text: str) -> str | None:

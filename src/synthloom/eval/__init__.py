@@ -2,9 +2,25 @@
 factuality with F1@K over a local FTS5 search engine, red teaming and model-written evaluations.
 See docs/eval.md."""
 
-from synthloom.eval.factuality import SafeConfig, f1_at_k, generate_longfact_prompts, safe_evaluate, safe_rate_response
-from synthloom.eval.judge import PairwiseConfig, RubricConfig, judge_pairwise, judge_rubric
-from synthloom.eval.lc_winrate import LCWinRate, WinRate, length_controlled_winrate, raw_win_rate
+from synthloom.eval.factuality import (
+    SafeConfig,
+    f1_at_k,
+    generate_longfact_prompts,
+    safe_evaluate,
+    safe_rate_response,
+)
+from synthloom.eval.judge import (
+    PairwiseConfig,
+    RubricConfig,
+    judge_pairwise,
+    judge_rubric,
+)
+from synthloom.eval.lc_winrate import (
+    LCWinRate,
+    WinRate,
+    length_controlled_winrate,
+    raw_win_rate,
+)
 from synthloom.eval.redteam import (
     CallableClassifier,
     JudgeClassifier,

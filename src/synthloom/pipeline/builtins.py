@@ -139,13 +139,15 @@ class ExactDedup(Step):
     def input_columns(self) -> set[str]:
         return set(self.columns)
 
+    def row_key(self, row: Row) -> str:
+        """The grouping key (also used by the Ray executor's hash-shuffle version of this step)."""
+        return hashlib.sha256("\x1f".join(_normalise(str(row.get(c, ""))) for c in self.columns).encode()).hexdigest()
+
     def process(self, rows: list[Row], ctx: StepContext) -> list[Any]:
         seen: dict[str, str] = {}
         out: list[Any] = []
         for row in rows:
-            key = hashlib.sha256(
-                "\x1f".join(_normalise(str(row.get(c, ""))) for c in self.columns).encode()
-            ).hexdigest()
+            key = self.row_key(row)
             first = seen.get(key)
             if first is None:
                 seen[key] = row.get(META, {}).get("id", "")

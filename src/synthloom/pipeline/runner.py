@@ -124,39 +124,41 @@ def _now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
-def build_models(pipeline: Pipeline, opts: RunOptions, cache_path: Path) -> tuple[dict[str, Any], list[Any]]:
-    """One cache-wrapped Model per role; roles with the same spec share one backend instance."""
-    from synthloom.llm.cache import CachedModel, RequestCache
-    from synthloom.llm.spec import load_model
-
+def resolve_model_specs(pipeline: Pipeline, opts: RunOptions) -> dict[str, str]:
+    """role -> spec for the roles the pipeline's steps use (recipe defaults + --model overrides)."""
     specs = {**pipeline.models, **opts.models}
     unknown = set(opts.models) - set(pipeline.models) - pipeline.model_roles()
     if unknown:
         roles = ", ".join(sorted(pipeline.models)) or "none"
         raise ConfigError(f"recipe {pipeline.name!r} has no model role {sorted(unknown)[0]!r} (its roles: {roles})")
-    cache = RequestCache(cache_path)
-    by_spec: dict[str, Any] = {}
-    models: dict[str, Any] = {}
     used = pipeline.model_roles()
     missing = used - set(specs)
     if missing:
         raise ConfigError(f"recipe {pipeline.name!r} uses model role {sorted(missing)[0]!r} but names no model "
                           f"for it; pass --model {sorted(missing)[0]}=SPEC")
-    for role, spec in specs.items():
-        if role not in used:
-            continue
+    return {role: spec for role, spec in specs.items() if role in used}
+
+
+def build_models(pipeline: Pipeline, opts: RunOptions, cache_path: Path) -> tuple[dict[str, Any], list[Any]]:
+    """One cache-wrapped Model per role; roles with the same spec share one backend instance."""
+    from synthloom.llm.cache import CachedModel, RequestCache
+    from synthloom.llm.spec import load_model
+
+    cache = RequestCache(cache_path)
+    by_spec: dict[str, Any] = {}
+    models: dict[str, Any] = {}
+    for role, spec in resolve_model_specs(pipeline, opts).items():
         if spec not in by_spec:
             by_spec[spec] = CachedModel(load_model(spec, **opts.model_options), cache)
         models[role] = by_spec[spec]
     return models, list(by_spec.values())
 
 
-async def run_pipeline_async(pipeline: Pipeline, opts: RunOptions | None = None,
-                             on_event: Callable[[str, dict[str, Any]], None] | None = None,
-                             models: dict[str, Any] | None = None,
-                             executor_hook: Callable[[LocalExecutor], None] | None = None) -> RunResult:
-    """Run `pipeline`; pass `models` to use already-built Model objects instead of specs."""
-    opts = opts or RunOptions()
+def prepare_run(pipeline: Pipeline, opts: RunOptions) -> tuple[Path, dict[str, Any]]:
+    """Load and check the input, prepare the run directory; the pipeline's source becomes the rows.
+
+    Shared by every executor (local, Ray) so they resume each other's run directories.
+    """
     if opts.input_path is not None:
         pipeline.source = Source(path=str(opts.input_path))
     if pipeline.source is None:
@@ -168,10 +170,20 @@ async def run_pipeline_async(pipeline: Pipeline, opts: RunOptions | None = None,
         raise BadInputError("no input rows left after --limit")
     pipeline.validate(set().union(*(r.keys() for r in probe[:100])))
     run_dir, info = _prepare_run_dir(pipeline, opts)
+    pipeline.source = Source(rows=probe, description=pipeline.source.description)
+    return run_dir, info
+
+
+async def run_pipeline_async(pipeline: Pipeline, opts: RunOptions | None = None,
+                             on_event: Callable[[str, dict[str, Any]], None] | None = None,
+                             models: dict[str, Any] | None = None,
+                             executor_hook: Callable[[LocalExecutor], None] | None = None) -> RunResult:
+    """Run `pipeline`; pass `models` to use already-built Model objects instead of specs."""
+    opts = opts or RunOptions()
+    run_dir, info = prepare_run(pipeline, opts)
     owned: list[Any] = []
     if models is None:
         models, owned = build_models(pipeline, opts, Path(opts.cache_path or run_dir / "cache.sqlite"))
-    pipeline.source = Source(rows=probe, description=pipeline.source.description)
     check = budget_check(opts, load_prices(opts))
     executor = LocalExecutor(pipeline, models, ExecutorConfig(run_dir=run_dir, seed=opts.seed,
                              shards_in_flight=opts.shards_in_flight, created_at=info["created_at"]),
@@ -255,4 +267,5 @@ def run_pipeline(pipeline: Pipeline, **kwargs: Any) -> RunResult:
     return asyncio.run(run_pipeline_async(pipeline, RunOptions(**kwargs), models=models))
 
 
-__all__ = ["RunOptions", "RunResult", "run_pipeline", "run_pipeline_async", "build_models"]
+__all__ = ["RunOptions", "RunResult", "run_pipeline", "run_pipeline_async", "build_models", "prepare_run",
+           "resolve_model_specs", "finish_run"]

@@ -83,6 +83,7 @@ STEP_MODULES = (
     "synthloom.pipeline.pipeline",
     "synthloom.quality.steps",
     "synthloom.recipes.math_steps",
+    "synthloom.eval.steps",
 )
 
 

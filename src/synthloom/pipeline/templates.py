@@ -46,6 +46,7 @@ class PromptTemplate:
 
     def __init__(self, template: str, extra_dirs: tuple[str, ...] = ()):
         self.source = template_source(template, extra_dirs)
+        self._dirs = tuple(extra_dirs)
         env = environment(extra_dirs)
         try:
             parsed = env.parse(self.source)
@@ -54,6 +55,15 @@ class PromptTemplate:
             raise ConfigError(f"template syntax error at line {e.lineno}: {e.message}") from None
         self.variables = set(jinja_meta.find_undeclared_variables(parsed)) - _BUILTIN_NAMES
         self.sha = sha256_hex(self.source)[:16]
+
+    # Pickling (process pools, Ray workers): the compiled template holds the environment's
+    # lambdas, so ship the resolved source and recompile on arrival.
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_compiled"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._compiled = environment(state.get("_dirs", ())).from_string(self.source)
 
     def render(self, row: dict) -> str:
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -21,7 +21,11 @@ from pydantic import PrivateAttr
 
 from synthloom.alignment.calls import CallLog, ask, user_request
 from synthloom.alignment.constitution import Constitution, load_constitution
-from synthloom.alignment.soft_labels import SoftLabel, soft_label_from_logprobs, soft_label_from_votes
+from synthloom.alignment.soft_labels import (
+    SoftLabel,
+    soft_label_from_logprobs,
+    soft_label_from_votes,
+)
 from synthloom.errors import BadInputError
 from synthloom.llm.base import InvalidRequestError
 from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
@@ -168,7 +172,7 @@ class MixHelpful(Step):
         k = min(len(prompts), round(self.ratio * len(rows)))
         chosen = random.Random(f"{ctx.run_seed}:{ctx.step_name}").sample(prompts, k)
         columns = [c for c in (rows[0] if rows else {}) if c != META]
-        now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+        now = datetime.now(UTC).replace(microsecond=0).isoformat()
         added = []
         for p in chosen:
             row: Row = {c: None for c in columns} | {"prompt": p, "kind": "helpful"}
@@ -226,7 +230,7 @@ class CritiqueRevise(_ConstitutionStep):
         assert self._critique is not None and self._revision is not None
         principle = self.principles().sample(ctx.seed_for(row, 0))
         log = CallLog()
-        params = dict(temperature=self.temperature)
+        params = {"temperature": self.temperature}
         values = {**row, "critique_request": principle.critique}
         try:
             crit = await ask(ctx, self.model, user_request(self._critique.render(values), ctx.seed_for(row, 1),
@@ -260,8 +264,8 @@ class ComparePair(_ConstitutionStep):
     Reads the first two distinct entries of `responses`; the order shown is randomised per row
     (cancels position bias); `principles_per_comparison` > 1 averages the soft label over several
     sampled principles (ensembling). Outputs DPO columns `chosen`, `rejected`, `preference`
-    (P(chosen is better), in (0.5, 1]), plus `p_first` (P(responses[0] is better)), `principle`,
-    `swapped` and `label_source`.
+    (P(chosen is better), in (0.5, 1]), plus `p_first` (P(responses[0] is better)), `principle`
+    (names joined by "+"), `swapped` (one bool per comparison) and `label_source`.
     """
 
     responses: str = "responses"
@@ -310,13 +314,11 @@ class ComparePair(_ConstitutionStep):
 
     async def _one(self, row: Row, ctx: StepContext) -> Any:
         assert self._prompt is not None
-        candidates = []
-        for r in row.get(self.responses) or []:
-            text = clean_reply(str(r)) if r is not None else ""
-            if text and text not in candidates:
-                candidates.append(text)
+        given = [clean_reply(str(r)) for r in row.get(self.responses) or [] if r is not None]
+        candidates = list(dict.fromkeys(t for t in given if t))
         if len(candidates) < 2:
-            return Rejected("identical_responses", row, f"need two different non-empty responses, got {len(candidates)}")
+            reason = "identical_responses" if len([t for t in given if t]) >= 2 else "too_few_responses"
+            return Rejected(reason, row, f"need two different non-empty responses, got {len(candidates)}")
         first, second = candidates[:2]
         log = CallLog()
         p_firsts, names, swaps, sources = [], [], [], []
@@ -342,8 +344,8 @@ class ComparePair(_ConstitutionStep):
         chosen, rejected = (first, second) if p_first > 0.5 else (second, first)
         meta = log.meta(self._prompt.sha, {"cot": self.cot, "label_source": self.label_source,
                                            "top_logprobs": self.top_logprobs, "votes": self.votes})
+        # fixed column types whatever the ensemble size (Parquet needs one type per column)
         updates = {"chosen": chosen, "rejected": rejected, "preference": round(max(p_first, 1 - p_first), 6),
-                   "p_first": round(p_first, 6), "principle": names[0] if len(names) == 1 else names,
-                   "swapped": swaps[0] if len(swaps) == 1 else swaps,
+                   "p_first": round(p_first, 6), "principle": "+".join(names), "swapped": swaps,
                    "label_source": sources[0] if len(set(sources)) == 1 else "mixed"}
         return ctx.derive(row, updates, **meta)
