@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # llama-cpp-python compiles llama.cpp (~5 min on 2 cores): build the wheel once and reuse it.
 WHEELS ?= $(HOME)/.cache/synthloom/wheels
 LLAMA_CPP_VERSION ?= 0.3.36
-APT_PACKAGES := bubblewrap
+APT_PACKAGES := bubblewrap chromium
 DEMO_ARGS ?= --limit 6 -o per_topic=2 --out runs/demo
 
 .PHONY: install system-deps llama-wheel demo test bench lint clean

@@ -78,7 +78,10 @@ async def main() -> None:
         f"median ratio {statistics.median(ratios):.2f}x (target >= 1.8x)"
     )
     s = model.stats
-    print(f"engine: {s.decode_calls} decode calls, max {s.max_active_sequences} sequences in one batch")
+    print(
+        f"engine: {s.decode_calls} decode calls, max {s.max_active_sequences} sequences in one batch, "
+        f"{s.decode_seconds:.1f}s in llama_decode, {s.sample_seconds:.1f}s sampling in Python/numpy"
+    )
     await model.aclose()
 
 

@@ -9,6 +9,7 @@ answers (the report reads run directories; which model wrote them does not matte
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -53,7 +54,8 @@ def _reply(request: Any) -> str:
 
 def make_run(out: Path, rows: int = 60, topics: int = 17, min_len: int = 25) -> RunResult:
     bench = out.parent / "leakbench.jsonl"
-    bench.write_text('{"text": "%s"}\n{"text": "an unrelated benchmark question about prime numbers"}\n' % LEAK)
+    items = [{"text": LEAK}, {"text": "an unrelated benchmark question about prime numbers"}]
+    bench.write_text("".join(json.dumps(item) + "\n" for item in items))
     pipeline = Pipeline("demo", [
         ModelStep(name="question", prompt="Ask about {{ topic }}", output="instruction"),
         LengthFilter(name="length", column="instruction", min=min_len),

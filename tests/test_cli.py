@@ -117,3 +117,16 @@ def test_provenance_reads_labels_and_fails_loudly_when_stripped(workdir: Path):
     pq.write_table(table.replace_schema_metadata({}), workdir / "stripped.parquet")
     res = run_cli("provenance", str(workdir / "stripped.parquet"))
     assert res.returncode == 1 and "schema metadata" in res.stderr
+
+
+def test_run_writes_report_and_report_command_rewrites_it(workdir: Path):
+    out = workdir / "run"
+    assert run_cli("run", str(workdir / "recipe.yaml"), "--input", str(workdir / "in.jsonl"),
+                   "--out", str(out)).returncode == 0
+    html = (out / "report.html").read_text()
+    assert html.count("<svg") >= 2 and "too_short" in html  # charts and the reject reasons
+    (out / "report.html").unlink()
+    res = run_cli("report", str(out))
+    assert res.returncode == 0 and (out / "report.html").exists()
+    res = run_cli("report", str(workdir / "nope"))
+    assert res.returncode == 2

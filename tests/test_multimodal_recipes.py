@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ def embedded():
 
 
 def check_funnel(funnel: list[dict]) -> None:
-    for before, after in zip(funnel, funnel[1:]):  # every row is passed on or rejected with a reason
+    for before, after in pairwise(funnel):  # every row is passed on or rejected with a reason
         assert after["rows_in"] == before["rows_out"]
 
 
@@ -36,7 +36,9 @@ def load_with_datasets(path: Path, cache: Path):
 
 @pytest.mark.slow
 async def test_llava_end_to_end_on_the_embedded_model(tmp_path, embedded):
-    options = llava.Options(num_scenes=2, max_tokens=48, questions_per_scene=2, temperature=0.0)
+    # tiny on purpose: two short requests (the shared CI CPU is slow); the scripted test covers the other types
+    options = llava.Options(num_scenes=1, types=["detail", "qa"], max_tokens=24, questions_per_scene=1,
+                            temperature=0.0)
     result = await run_pipeline_async(llava.build(options), RunOptions(out=tmp_path / "run", seed=1),
                                       models={"generator": embedded})
     run = result.run_dir
@@ -47,12 +49,13 @@ async def test_llava_end_to_end_on_the_embedded_model(tmp_path, embedded):
     # every rejection of the types step is a parse error or a scene-graph contradiction
     assert all(k.split(":")[-1] in {"parse_error", "wrong_answer", "invalid_request"} for k in types["rejected"])
     assert (run / "README.md").read_text().lower().count("synthetic") >= 1
-    # rows reaching the output are never contradicted by the scene graph; qa rows are all checked right
+    # rows reaching the output are never contradicted by the scene graph (qa answers without a
+    # checkable word stay, marked unverifiable)
     for row in result.rows:
         verdict = row["_meta"]["verdicts"]["scene"]
         assert verdict["ok"] in (True, None)
         if row["type"] == "qa":
-            assert verdict["ok"] is True
+            assert row["turn_checks"][0]["kind"] in {"count", "colour", "relation", "label"}
         if row["type"] == "detail":
             assert verdict["ok"] is None and "unverifiable" in verdict["detail"]
         assert (run / row["image"]).is_file()
@@ -71,7 +74,7 @@ async def test_llava_end_to_end_on_the_embedded_model(tmp_path, embedded):
 @pytest.mark.slow
 @pytest.mark.browser
 async def test_pix2struct_end_to_end_with_model_text(tmp_path, embedded):
-    options = pix2struct.Options(num_pages=2, viewports="480x360,360x480", model_text=True, max_tokens=48,
+    options = pix2struct.Options(num_pages=2, viewports="480x360,360x480", model_text=True, max_tokens=24,
                                  budget=600)
     result = await run_pipeline_async(pix2struct.build(options), RunOptions(out=tmp_path / "run", seed=0),
                                       models={"generator": embedded})
@@ -117,14 +120,11 @@ async def test_llava_rejects_answers_that_contradict_the_scene(tmp_path):
     rejected = result.stats["funnel"][2]["rejected"]
     assert rejected.get("conversation.verify:wrong_answer") == 3  # 99 shapes is always wrong
     assert rejected.get("qa.verify:wrong_answer", 0) >= 1
-    assert rejected.get("reasoning.parse:parse_error") is None or rejected["reasoning.parse:parse_error"] <= 3
+    assert rejected.get("reasoning.verify:wrong_answer") == 3  # same scripted block for reasoning
     kept_types = {r["type"] for r in result.rows}
     assert "conversation" not in kept_types and "detail" in kept_types
-    lines = [json.loads(x) for x in (result.run_dir / "rejected").rglob("*.jsonl") for x in x.read_text().splitlines()] \
-        if list((result.run_dir / "rejected").rglob("*.jsonl")) else []
     for row in result.rows:
         assert row["_meta"]["verdicts"]["scene"]["ok"] in (True, None)
-    del lines
 
 
 def test_bad_options_are_one_line_errors():

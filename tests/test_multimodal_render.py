@@ -11,7 +11,13 @@ from PIL import Image, ImageChops, ImageDraw
 from synthloom.multimodal.html_synth import synth_page
 from synthloom.multimodal.mask import choose_masked, mask_image
 from synthloom.multimodal.render import BrowserPool
-from synthloom.multimodal.simplify import choose_subtree, linearize, simplify, spans, texts
+from synthloom.multimodal.simplify import (
+    choose_subtree,
+    linearize,
+    simplify,
+    spans,
+    texts,
+)
 
 pytestmark = pytest.mark.browser
 

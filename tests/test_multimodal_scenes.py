@@ -11,7 +11,15 @@ from PIL import Image
 from synthloom.errors import BadInputError
 from synthloom.multimodal.coco import load_coco
 from synthloom.multimodal.scene_verify import check_answer, scene_questions
-from synthloom.multimodal.scenes import COLOURS, Scene, SceneObject, boxes_text, captions, draw_scene, random_scene
+from synthloom.multimodal.scenes import (
+    COLOURS,
+    Scene,
+    SceneObject,
+    boxes_text,
+    captions,
+    draw_scene,
+    random_scene,
+)
 
 
 def two_shapes() -> Scene:

@@ -29,6 +29,7 @@ def answer_model() -> ScriptedModel:
 def run(pipeline: Pipeline, out: Path, model=None, cache: Path | None = None, **kw):
     model = model or answer_model()
     wrapped = CachedModel(model, RequestCache(cache or out.parent / f"{out.name}.cache.sqlite"))
+    kw.setdefault("report", False)  # report.html has its own tests; charts would slow every run here
     return asyncio.run(run_pipeline_async(pipeline, RunOptions(out=out, **kw), models={"generator": wrapped}))
 
 

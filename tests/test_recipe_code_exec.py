@@ -4,10 +4,18 @@ the embedded model where every kept row is re-verified by a fresh sandbox run.""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
-from synthloom.codegen.execution import (code_blocks, definitions_only, dual_agreement, extract_asserts,
-                                         extract_solution, first_passing)
+from synthloom.codegen.execution import (
+    code_blocks,
+    definitions_only,
+    dual_agreement,
+    extract_asserts,
+    extract_solution,
+    first_passing,
+)
 from synthloom.codegen.instructions import load_seed_tasks
 from synthloom.llm.scripted import ScriptedModel
 from synthloom.pipeline.runner import RunOptions, run_pipeline_async
@@ -137,7 +145,7 @@ async def test_end_to_end_on_the_embedded_model(tmp_path, embedded):
     funnel = result.stats["funnel"]
     assert [s["step"] for s in funnel] == ["source", "problem", "solutions", "tests", "execute", "decontaminate"]
     assert funnel[0]["rows_out"] == 2
-    for before, after in zip(funnel, funnel[1:]):  # every row is either passed on or rejected with a reason
+    for before, after in itertools.pairwise(funnel):  # every row is either passed on or rejected with a reason
         assert after["rows_in"] == before["rows_out"]
         assert after["rows_out"] + after["rejected_total"] == after["rows_in"]
     allowed = {"no_solution", "no_tests", "no_passing_solution", "confirmation_failed"}
@@ -148,3 +156,20 @@ async def test_end_to_end_on_the_embedded_model(tmp_path, embedded):
     for row, check in zip(result.rows, checks):
         assert row["_meta"]["verdicts"]["code_exec"]["ok"] is True
         assert row["tests"] and check.verified
+
+
+def test_recipes_load_through_the_registry(monkeypatch):
+    from synthloom.errors import ConfigError
+    from synthloom.recipes import registry
+
+    monkeypatch.setitem(registry.BUILTIN_RECIPES, "code_exec", "synthloom.recipes.code_exec")
+    monkeypatch.setitem(registry.BUILTIN_RECIPES, "self_instruct", "synthloom.recipes.self_instruct")
+    monkeypatch.setitem(registry.BUILTIN_RECIPES, "evol_instruct", "synthloom.recipes.evol_instruct")
+    pipeline = registry.load_recipe("code_exec", {"selection": "first_passing", "num_solutions": 3})
+    execute = next(s for s in pipeline.steps if s.name == "execute")
+    assert execute.selection == "first_passing" and pipeline.options["num_solutions"] == 3
+    assert [s.name for s in registry.load_recipe("self_instruct", {"variant": "code_alpaca"}).steps] == [
+        "generate", "decontaminate"]
+    assert registry.load_recipe("evol_instruct", {"mode": "general"}).steps[0].mode == "general"
+    with pytest.raises(ConfigError, match="selection"):
+        registry.load_recipe("code_exec", {"selection": "vote"})

@@ -4,13 +4,24 @@ generation, determinism, and an end-to-end run on the embedded model."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 
 import pytest
 
-from synthloom.codegen.instances import Instance, filter_instances, parse_input_first, parse_output_first
-from synthloom.codegen.instructions import InstructionFilters, load_seed_tasks, parse_alpaca_blocks, split_numbered
+from synthloom.codegen.instances import (
+    Instance,
+    filter_instances,
+    parse_input_first,
+    parse_output_first,
+)
+from synthloom.codegen.instructions import (
+    InstructionFilters,
+    load_seed_tasks,
+    parse_alpaca_blocks,
+    split_numbered,
+)
 from synthloom.llm.scripted import ScriptedModel
 from synthloom.pipeline.runner import RunOptions, run_pipeline_async
 from synthloom.recipes import self_instruct
@@ -134,7 +145,7 @@ async def test_prompt_mix_is_six_seeds_then_two_machine_instructions(tmp_path):
 
 
 async def test_online_novelty_pool_rejects_near_copies_of_seeds_and_of_accepted(tmp_path):
-    seed = sorted(seed_instructions())[0]
+    seed = min(seed_instructions())
     items = [NEW[0], seed, NEW[0].replace("floats", "integers"), "Draw a picture of a linked list.", NEW[1]]
     script = Scripted([numbered_continuation(items)])
     result = await run_si(tmp_path, script.model, num_instructions=10, prompts_per_round=1, max_rounds=1,
@@ -217,7 +228,7 @@ async def test_end_to_end_on_the_embedded_model(tmp_path, embedded):
     assert set(generate["rejected"]) <= allowed
     assert generate["rows_out"] + generate["rejected_total"] >= 2  # at least one candidate per completion
     assert generate["rows_out"] <= 2
-    for before, after in zip(funnel[1:], funnel[2:]):
+    for before, after in itertools.pairwise(funnel[1:]):
         assert after["rows_in"] == before["rows_out"]
     for row in result.rows:
         assert row["output"] and isinstance(row["is_classification"], bool)

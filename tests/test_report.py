@@ -8,13 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from report_run import CHROMIUM, CHROMIUM_ARGS, LEAK, assert_png, make_run
 
 from synthloom.errors import BadInputError
 from synthloom.report import metrics
 from synthloom.report.html import write_report
 from synthloom.report.rundata import load_run
-
-from report_run import CHROMIUM, CHROMIUM_ARGS, LEAK, assert_png, make_run
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +92,7 @@ def test_resumed_cache_hits_show_in_report(tmp_path):
     shutil.rmtree(out / "rejected")
     make_run(out)  # every request answered from the cache this time
     html = write_report(out).read_text()
-    row = re.search(r'<table id="cache-table">.*?</table>', html, re.S).group(0)
+    row = re.search(r'<table id="cache-table">.*?</table>', html, re.DOTALL).group(0)
     assert "100.0%" in row
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from report_run import CHROMIUM, CHROMIUM_ARGS, assert_png, make_run
 from starlette.testclient import TestClient
 
 from synthloom.errors import BadInputError
@@ -24,8 +25,6 @@ from synthloom.report.rundata import step_dirs
 from synthloom.viewer import create_viewer_app, export_reviewed
 from synthloom.viewer.agreement import agreement_report, cohen_kappa
 from synthloom.viewer.store import ReviewStore
-
-from report_run import CHROMIUM, CHROMIUM_ARGS, assert_png, make_run
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +106,9 @@ def test_search_and_filters_return_the_right_rows(runs):
         assert body["total"] == len(body["rows"])
         return sorted(r["row"][META]["id"] for r in body["rows"])
 
-    ids = lambda rows: sorted(r[META]["id"] for r in rows)  # noqa: E731
+    def ids(rows) -> list[str]:
+        return sorted(r[META]["id"] for r in rows)
+
     assert keys() == sorted(ids(kept) + ids(r["row"] for r in rejected))
     assert keys(status="kept") == ids(kept)
     assert keys(reason="duplicate") == ids(r["row"] for r in rejected if r["reason"] == "duplicate")

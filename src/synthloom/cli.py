@@ -59,6 +59,7 @@ def run(
     max_tokens_total: Optional[int] = typer.Option(None, help="stop (resumably) once this many tokens are paid"),
     max_cost: Optional[float] = typer.Option(None, help="stop (resumably) once this many USD are spent (needs --prices)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="estimate requests, tokens, cost and time; write no dataset"),
+    report: bool = typer.Option(True, help="write report.html at the end of the run"),
 ) -> None:
     """Run a recipe and write the dataset, its card and stats into a run directory."""
     from synthloom.pipeline.runner import RunOptions, run_pipeline_async
@@ -76,7 +77,8 @@ def run(
     opts = RunOptions(out=out, seed=seed, formats=formats, overwrite=overwrite or not resume,
                       models={k: str(v) for k, v in parse_pairs(model, "--model").items()},
                       cache_path=cache, limit=limit, input_path=input, price_file=prices,
-                      shards_in_flight=shards_in_flight, max_tokens_total=max_tokens_total, max_cost=max_cost)
+                      shards_in_flight=shards_in_flight, max_tokens_total=max_tokens_total, max_cost=max_cost,
+                      report=report)
     if dry_run:
         from synthloom.pipeline.estimate import estimate_run
 
@@ -108,6 +110,8 @@ def run(
     files = ", ".join(str(p) for p in result.data_files)
     console.print(f"dataset: {files}\ncard:    {result.run_dir / 'README.md'}\nstats:   {result.run_dir / 'stats.json'}",
                   highlight=False)
+    if (result.run_dir / "report.html").exists():
+        console.print(f"report:  {result.run_dir / 'report.html'}", highlight=False)
     if not result.complete:
         why = result.stop_reason or "stopped"
         budget = why.startswith(("token budget", "cost budget"))
@@ -183,6 +187,40 @@ def provenance(file: Path = typer.Argument(..., help="a JSONL or Parquet file wr
         console.print(f"file label: {json.dumps(info['file_label'])}", highlight=False)
     for origin in info["origins"][:rows]:
         console.print(json.dumps(origin), highlight=False)
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="a run directory")) -> None:
+    """Write the run's self-contained report.html (funnel, tokens, lengths, diversity, samples)."""
+    from synthloom.report.html import write_report
+
+    console.print(f"report: {write_report(run_dir)}", highlight=False)
+
+
+@app.command()
+def view(run_dir: Path = typer.Argument(..., help="a run directory"),
+         host: str = typer.Option("127.0.0.1", help="bind address (loopback only)"),
+         port: int = typer.Option(8765, help="port"),
+         compare: Optional[Path] = typer.Option(None, help="a second run directory to compare funnels with"),
+         reviewer: str = typer.Option("reviewer", help="your name for expert-review decisions")) -> None:
+    """Browse, search and review a run's rows in a local web page."""
+    from synthloom.viewer import serve_viewer
+
+    console.print(f"viewer on http://{host}:{port}/ (Ctrl-C to stop)", highlight=False)
+    serve_viewer(run_dir, host=host, port=port, compare=compare, reviewer=reviewer)
+
+
+@app.command("review-export")
+def review_export(run_dir: Path = typer.Argument(..., help="a reviewed run directory"),
+                  out: Path = typer.Argument(..., help="output JSONL"),
+                  mode: str = typer.Option("filter", help="filter (accepted rows) or gold (evaluation set)")) -> None:
+    """Export expert-reviewed rows as a filtered dataset or a gold evaluation set."""
+    from synthloom.viewer import export_reviewed
+
+    if mode not in ("filter", "gold"):
+        raise BadInputError(f"--mode must be filter or gold, not {mode!r}")
+    n = export_reviewed(run_dir, out, mode=mode)  # type: ignore[arg-type]
+    console.print(f"wrote {n} rows to {out}", highlight=False)
 
 
 @app.command()

@@ -16,7 +16,11 @@ from importlib import resources
 from typing import Any
 
 from synthloom.errors import BadInputError
-from synthloom.quality.filters import CODE_ALPACA_EXTRA, SELF_INSTRUCT_BLACKLIST, blacklisted_words
+from synthloom.quality.filters import (
+    CODE_ALPACA_EXTRA,
+    SELF_INSTRUCT_BLACKLIST,
+    blacklisted_words,
+)
 
 SEED_FILE = "data/code_seed_tasks.jsonl"
 

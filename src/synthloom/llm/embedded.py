@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -108,6 +109,9 @@ class EmbeddedModel:
         self.engine = EmbeddedEngine(self._file, opts, logits_processors)
         self.options = opts
         self._closed = False
+        # stop the engine thread before interpreter teardown (or when the model is dropped) so
+        # llama.cpp is never torn down under a running decode
+        self._finalizer = weakref.finalize(self, _shutdown, self.engine, self._file)
 
     @property
     def stats(self) -> EngineStats:
@@ -192,12 +196,12 @@ class EmbeddedModel:
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            await asyncio.to_thread(self.engine.close)
+            await asyncio.to_thread(self._finalizer)
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self.engine.close()
+            self._finalizer()
 
     def __repr__(self) -> str:
         return f"EmbeddedModel({self.path!r}, n_ctx={self.options.n_ctx}, n_slots={self.options.n_slots})"
@@ -221,6 +225,11 @@ def _resolver(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[ChatResponse]
             pass  # the loop is gone: nobody is waiting any more
 
     return callback
+
+
+def _shutdown(engine: EmbeddedEngine, file: LlamaModelFile) -> None:
+    engine.close()
+    file.close()
 
 
 def _vocab_token(file: LlamaModelFile, which: str) -> int:

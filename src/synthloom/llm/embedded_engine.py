@@ -17,6 +17,7 @@ import heapq
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -103,6 +104,8 @@ class EngineStats:
     generated_tokens: int = 0
     jobs_completed: int = 0
     max_active_sequences: int = 0
+    decode_seconds: float = 0.0  # inside llama_decode
+    sample_seconds: float = 0.0  # numpy sampling, grammar, detokenizing, stop checks
 
 
 class EmbeddedEngine:
@@ -253,7 +256,10 @@ class EmbeddedEngine:
             if k == left:
                 completed.append(job)
                 rows.append(job.seqs)
+        t0 = time.perf_counter()
         rc = batch.decode(self._ctx)
+        t1 = time.perf_counter()
+        self.stats.decode_seconds += t1 - t0
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc} for a batch of {batch.n} tokens")
         self.stats.decode_calls += 1
@@ -275,6 +281,7 @@ class EmbeddedEngine:
         tokens = self._sample(seqs, logits[row_of])
         for seq, token in zip(seqs, tokens):
             self._advance(seq, int(token))
+        self.stats.sample_seconds += time.perf_counter() - t1
 
     def _sample(self, seqs: list[_Sequence], logits: np.ndarray) -> list[int]:
         """Pick one token per sequence from its (private copy of the) logits row."""

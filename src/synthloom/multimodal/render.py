@@ -16,7 +16,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import unquote, urlparse
 
 from synthloom.errors import ConfigError
@@ -88,14 +88,15 @@ class BrowserPool:
         self._pages: asyncio.Queue | None = None
         self._jobs: dict[int, _Job] = {}
 
-    async def __aenter__(self) -> "BrowserPool":
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def start(self) -> None:
+        from playwright.async_api import Error as PlaywrightError
         from playwright.async_api import async_playwright
 
         self._pw = await async_playwright().start()
@@ -103,7 +104,7 @@ class BrowserPool:
             # launch() gives every browser a fresh temporary profile (user-data dir) of its own
             self._browser = await self._pw.chromium.launch(
                 executable_path=self.executable, headless=True, args=CHROMIUM_ARGS, timeout=60000)
-        except Exception as e:
+        except PlaywrightError as e:
             await self._pw.stop()
             raise ConfigError(f"cannot start Chromium at {self.executable}: {str(e).splitlines()[0]}") from None
         self._pages = asyncio.Queue()

@@ -20,7 +20,16 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from synthloom.multimodal.scenes import COLOURS, NUMBER_WORDS, SHAPES, SIZES, Scene, SceneObject, number_word, plural
+from synthloom.multimodal.scenes import (
+    COLOURS,
+    NUMBER_WORDS,
+    SHAPES,
+    SIZES,
+    Scene,
+    SceneObject,
+    number_word,
+    plural,
+)
 
 Status = Literal["correct", "wrong", "unverifiable"]
 GENERIC = {"shape", "shapes", "object", "objects", "thing", "things", "item", "items", "figure", "figures"}

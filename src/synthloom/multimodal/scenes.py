@@ -60,7 +60,7 @@ class Scene:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Scene":
+    def from_dict(cls, data: dict[str, Any]) -> Scene:
         objs = [SceneObject(**o) for o in data.get("objects", [])]
         return cls(width=int(data["width"]), height=int(data["height"]), objects=objs,
                    background=data.get("background", "white"), source=data.get("source", "synthetic"))
@@ -154,9 +154,9 @@ def captions(scene: Scene, seed: int = 0) -> list[str]:
         return [f"An empty {scene.background} canvas."] * 5
     r = random.Random(seed)
     objs = scene.objects
+    n = len(objs)
     out = [f"A {scene.background} background with {_count_phrase(scene)}.",
-           f"There {'is' if len(objs) == 1 else 'are'} {number_word(len(objs))} "
-           f"shape{'s' if len(objs) != 1 else ''} in the picture."]
+           f"There {'is' if n == 1 else 'are'} {number_word(n)} shape{'s' if n != 1 else ''} in the picture."]
     pairs = [(a, b) for a in objs for b in objs if a is not b and b.cx - a.cx > 0.1 and a.name != b.name]
     if pairs:
         a, b = r.choice(pairs)

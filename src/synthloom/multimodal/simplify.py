@@ -9,8 +9,9 @@ budget, and lists the text spans (line fragments with boxes) that masking may co
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 Box = tuple[float, float, float, float]
@@ -26,7 +27,7 @@ class Span:
 
 @dataclass
 class Node:
-    parts: list["str | Node"] = field(default_factory=list)  # own text pieces and child nodes, in order
+    parts: list[str | Node] = field(default_factory=list)  # own text pieces and child nodes, in order
     spans: list[Span] = field(default_factory=list)          # line fragments of the own text pieces
     src: str | None = None                                    # set for images
     alt: str = ""
@@ -36,7 +37,7 @@ class Node:
     def is_image(self) -> bool:
         return self.src is not None
 
-    def children(self) -> list["Node"]:
+    def children(self) -> list[Node]:
         return [p for p in self.parts if isinstance(p, Node)]
 
 

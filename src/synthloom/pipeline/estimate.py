@@ -34,7 +34,7 @@ async def estimate_run(pipeline: Pipeline, opts: RunOptions, sample_rows: int = 
     calibration.source = Source(rows=rows[:k], description="calibration sample")
     with tempfile.TemporaryDirectory(prefix="synthloom-dryrun-") as tmp:
         sample_opts = replace(opts, out=Path(tmp) / "run", cache_path=cache, input_path=None, limit=None,
-                              max_tokens_total=None, max_cost=None, formats=("jsonl",))
+                              max_tokens_total=None, max_cost=None, formats=("jsonl",), report=False)
         result = await run_pipeline_async(calibration, sample_opts)
     scale = total / k
     prices = load_prices(opts)

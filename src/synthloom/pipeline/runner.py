@@ -42,6 +42,7 @@ class RunOptions:
     model_options: dict[str, Any] = field(default_factory=dict)  # defaults for every backend
     max_tokens_total: int | None = None  # hard budget on paid (non-cached) tokens, all models
     max_cost: float | None = None  # hard budget in USD (needs a price table)
+    report: bool = True  # write report.html at the end (charts take a few seconds)
 
 
 @dataclass
@@ -241,8 +242,24 @@ def finish_run(pipeline: Pipeline, opts: RunOptions, run_dir: Path, info: dict[s
     }
     write_text_atomic(run_dir / "stats.json", json.dumps(stats, indent=2, ensure_ascii=False))
     write_card(run_dir, pipeline, stats)
+    if opts.report:
+        _write_report_safely(run_dir)
     return RunResult(run_dir=run_dir, complete=result.complete, stats=stats, data_files=data_files,
                      rows=result.rows, stop_reason=stop_reason)
+
+
+def _write_report_safely(run_dir: Path) -> None:
+    """The HTML report is a convenience: a failure there must never fail a finished run."""
+    import logging
+
+    from synthloom.errors import SynthloomError
+
+    try:
+        from synthloom.report.html import write_report
+
+        write_report(run_dir)
+    except (SynthloomError, ImportError, OSError, ValueError) as e:
+        logging.getLogger("synthloom").warning("report.html not written: %s", e)
 
 
 def provenance_label(pipeline: Pipeline, models: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from synthloom.alignment.gamma import gamma_scores, importance, select, znorm
 from synthloom.errors import ConfigError
 from synthloom.io import write_text_atomic
 from synthloom.llm.base import InvalidRequestError, TokenLogprob
-from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
+from synthloom.pipeline.step import Rejected, Step, StepContext, StepKind, register_step
 from synthloom.pipeline.templates import PromptTemplate
 from synthloom.quality.diversity import self_bleu
 from synthloom.records import Row
@@ -315,7 +315,7 @@ class BTReport(Step):
 
     Rows pass through unchanged. Self-BLEU: higher = less diverse (see quality.diversity)."""
 
-    kind: ClassVar[str] = "global"
+    kind: ClassVar[StepKind] = "global"
     column: str = "target"
     reference: str = "reference"
 

@@ -28,7 +28,7 @@ from synthloom.alignment.soft_labels import (
 )
 from synthloom.errors import BadInputError
 from synthloom.llm.base import InvalidRequestError
-from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
+from synthloom.pipeline.step import Rejected, Step, StepContext, StepKind, register_step
 from synthloom.pipeline.templates import PromptTemplate
 from synthloom.records import META, Row, source_meta
 
@@ -99,7 +99,7 @@ class RedTeamPrompts(Step):
     Every output row gets `kind` = "redteam" (unless the input says otherwise).
     """
 
-    kind: ClassVar[str] = "expand"
+    kind: ClassVar[StepKind] = "expand"
     per_topic: int = 2
     template: str = "cai_redteam_generate.j2"
     model: str = "generator"
@@ -155,7 +155,7 @@ class MixHelpful(Step):
     rows are new source rows (bundled or user-written prompts, not synthetic).
     """
 
-    kind: ClassVar[str] = "global"
+    kind: ClassVar[StepKind] = "global"
     ratio: float = 0.5
     file: str | None = None  # one prompt per line; None = bundled helpful_prompts.txt
 
@@ -230,18 +230,19 @@ class CritiqueRevise(_ConstitutionStep):
         assert self._critique is not None and self._revision is not None
         principle = self.principles().sample(ctx.seed_for(row, 0))
         log = CallLog()
-        params = {"temperature": self.temperature}
         values = {**row, "critique_request": principle.critique}
         try:
             crit = await ask(ctx, self.model, user_request(self._critique.render(values), ctx.seed_for(row, 1),
-                                                           max_tokens=self.critique_tokens, **params),
+                                                           temperature=self.temperature,
+                                                           max_tokens=self.critique_tokens),
                              log, f"{self.name}/critique")
             critique = clean_reply(crit.text)
             if not critique:
                 return Rejected("empty_critique", row, f"principle {principle.name}: {crit.text[:160]!r}")
             values |= {"critique": critique, "revision_request": principle.revision}
             rev = await ask(ctx, self.model, user_request(self._revision.render(values), ctx.seed_for(row, 2),
-                                                          max_tokens=self.revision_tokens, **params),
+                                                          temperature=self.temperature,
+                                                          max_tokens=self.revision_tokens),
                             log, f"{self.name}/revision")
         except InvalidRequestError as e:
             return Rejected("invalid_request", row, str(e))

@@ -59,8 +59,8 @@ def seed_problems(n: int) -> list[dict]:
 
 
 def build(options: Options) -> Pipeline:
-    sample = dict(temperature=options.temperature, top_p=options.top_p, max_tokens=options.max_tokens,
-                  samples="list")
+    sample = {"temperature": options.temperature, "top_p": options.top_p, "max_tokens": options.max_tokens,
+              "samples": "list"}
     steps: list[Step] = [
         CodeProblem(name="problem"),
         ModelStep(name="solutions", prompt="code_solution.j2", output="solutions", n=options.num_solutions, **sample),

@@ -17,21 +17,44 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from synthloom.codegen import evolution as evo
-from synthloom.codegen.execution import (dual_agreement, extract_asserts, extract_solution, first_function_name,
-                                         first_passing, passed_tests)
-from synthloom.codegen.instances import (filter_instances, looks_like_classification, parse_input_first,
-                                         parse_output_first, parse_yes_no)
-from synthloom.codegen.instructions import (InstructionFilters, alpaca_examples, parse_alpaca_blocks,
-                                            self_instruct_examples, split_numbered)
+from synthloom.codegen.execution import (
+    dual_agreement,
+    extract_asserts,
+    extract_solution,
+    first_function_name,
+    first_passing,
+    passed_tests,
+)
+from synthloom.codegen.instances import (
+    filter_instances,
+    looks_like_classification,
+    parse_input_first,
+    parse_output_first,
+    parse_yes_no,
+)
+from synthloom.codegen.instructions import (
+    InstructionFilters,
+    alpaca_examples,
+    parse_alpaca_blocks,
+    self_instruct_examples,
+    split_numbered,
+)
 from synthloom.errors import ConfigError
 from synthloom.llm.base import ChatRequest, InvalidRequestError
 from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
 from synthloom.pipeline.templates import PromptTemplate
 from synthloom.quality.rouge import NoveltyPool
-from synthloom.records import META, Row, add_verdict, canonical_json, meta_of, sha256_hex
+from synthloom.records import (
+    META,
+    Row,
+    add_verdict,
+    canonical_json,
+    meta_of,
+    sha256_hex,
+)
 
 # -- calling a model from inside a step -------------------------------------------------------------
 
@@ -332,7 +355,7 @@ class EvolveInstructions(Step):
     kind: ClassVar[str] = "global"
     mode: evo.Mode = "code"
     rounds: int = 4
-    operations: list[str] = []
+    operations: list[str] = Field(default_factory=list)
     temperature: float = 1.0
     top_p: float = 0.95
     evolve_max_tokens: int = 192

@@ -19,8 +19,14 @@ from pydantic import Field
 from synthloom.pipeline.builtins import Select
 from synthloom.pipeline.model_step import ModelStep
 from synthloom.pipeline.pipeline import Branch, Pipeline, Source
-from synthloom.recipes.multimodal_steps import (DrawScenes, ExportMultimodal, LlavaFormat, ParseLlava,
-                                                SceneQuestions, VerifySceneAnswers)
+from synthloom.recipes.multimodal_steps import (
+    DrawScenes,
+    ExportMultimodal,
+    LlavaFormat,
+    ParseLlava,
+    SceneQuestions,
+    VerifySceneAnswers,
+)
 from synthloom.recipes.registry import RecipeOptions
 
 NAME = "llava"

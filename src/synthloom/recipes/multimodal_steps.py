@@ -22,7 +22,13 @@ from synthloom.multimodal.mask import choose_masked, draw_outline, mask_image
 from synthloom.multimodal.render import SharedPool
 from synthloom.multimodal.scene_verify import check_answer, scene_questions
 from synthloom.multimodal.scenes import Scene, boxes_text, captions, draw_scene
-from synthloom.multimodal.simplify import bounding_box, choose_subtree, linearize, simplify, spans
+from synthloom.multimodal.simplify import (
+    bounding_box,
+    choose_subtree,
+    linearize,
+    simplify,
+    spans,
+)
 from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
 from synthloom.records import META, Row, add_verdict, meta_of
 
@@ -359,9 +365,14 @@ class ExportMultimodal(Step):
         return set(self.image_columns) | ({"id", "image", "conversations"} if self.llava_json else set())
 
     def process(self, rows: list[Row], ctx: StepContext) -> list[Any]:
-        from synthloom.io import PROVENANCE_KEY, atomic_path, rows_to_table, write_text_atomic
-
         import pyarrow.parquet as pq
+
+        from synthloom.io import (
+            PROVENANCE_KEY,
+            atomic_path,
+            rows_to_table,
+            write_text_atomic,
+        )
 
         data = _run_dir(ctx) / "data"
         keep = self.columns

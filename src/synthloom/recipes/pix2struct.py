@@ -19,7 +19,12 @@ from synthloom.errors import BadInputError
 from synthloom.pipeline.builtins import Select
 from synthloom.pipeline.model_step import ModelStep
 from synthloom.pipeline.pipeline import Pipeline, Source
-from synthloom.recipes.multimodal_steps import BuildPage, ExportMultimodal, MaskSpans, RenderPages
+from synthloom.recipes.multimodal_steps import (
+    BuildPage,
+    ExportMultimodal,
+    MaskSpans,
+    RenderPages,
+)
 from synthloom.recipes.registry import RecipeOptions
 
 NAME = "pix2struct"

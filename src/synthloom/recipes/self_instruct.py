@@ -19,7 +19,11 @@ from synthloom.pipeline.model_step import ModelStep
 from synthloom.pipeline.pipeline import Pipeline, Source
 from synthloom.pipeline.step import Step
 from synthloom.quality.steps import DecontaminateStep
-from synthloom.recipes.code_steps import ClassifyTask, SelfInstructGenerate, SelfInstructInstances
+from synthloom.recipes.code_steps import (
+    ClassifyTask,
+    SelfInstructGenerate,
+    SelfInstructInstances,
+)
 from synthloom.recipes.registry import RecipeOptions
 
 NAME = "self_instruct"

@@ -7,7 +7,7 @@ kept-rows bar of step i, `funnel-reject-<i>-<j>` its j-th reject-reason segment.
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, cast
 
 import matplotlib
 from matplotlib.backends.backend_svg import FigureCanvasSVG
@@ -15,14 +15,19 @@ from matplotlib.figure import Figure
 
 KEPT_COLOR = "#2b8a3e"
 PALETTE = ["#e8590c", "#c92a2a", "#862e9c", "#1864ab", "#e67700", "#5c940d", "#0b7285", "#a61e4d"]
-_RC = {"svg.fonttype": "none", "svg.hashsalt": "synthloom", "font.size": 9,
+_RC: dict[str, Any] = {"svg.fonttype": "none", "svg.hashsalt": "synthloom", "font.size": 9,
        "axes.spines.top": False, "axes.spines.right": False}
+
+
+def _style() -> Any:
+    """Our plot style, applied only inside `with` (never the process-wide rcParams)."""
+    return matplotlib.rc_context(cast(Any, _RC))
 
 
 def _to_svg(fig: Figure) -> str:
     buf = io.StringIO()
     FigureCanvasSVG(fig)
-    with matplotlib.rc_context(_RC):
+    with _style():
         fig.savefig(buf, format="svg", bbox_inches="tight")
     svg = buf.getvalue()
     # Inline use: drop the XML prolog and DOCTYPE (the page's CSS caps the width).
@@ -36,7 +41,7 @@ def _tag(bars: Any, prefix: str) -> None:
 
 
 def _figure(width: float, height: float) -> Figure:
-    with matplotlib.rc_context(_RC):
+    with _style():
         return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -51,7 +56,7 @@ def reason_colors(funnel: list[dict[str, Any]]) -> dict[str, str]:
 
 def funnel_chart(funnel: list[dict[str, Any]]) -> str:
     """Horizontal bars per step: rows kept, then each reject reason stacked after them."""
-    with matplotlib.rc_context(_RC):
+    with _style():
         fig = _figure(8, 0.45 * len(funnel) + 1.2)
         ax = fig.add_subplot()
         colors = reason_colors(funnel)
@@ -80,7 +85,7 @@ def compare_funnels(a: list[dict[str, Any]], b: list[dict[str, Any]], label_a: s
     names = [s["step"] for s in a] + [s["step"] for s in b if s["step"] not in {x["step"] for x in a}]
     kept_a = {s["step"]: int(s.get("rows_out", 0)) for s in a}
     kept_b = {s["step"]: int(s.get("rows_out", 0)) for s in b}
-    with matplotlib.rc_context(_RC):
+    with _style():
         fig = _figure(8, 0.5 * len(names) + 1.2)
         ax = fig.add_subplot()
         ys = list(range(len(names)))[::-1]
@@ -97,7 +102,7 @@ def compare_funnels(a: list[dict[str, Any]], b: list[dict[str, Any]], label_a: s
 
 def usage_chart(rows: list[dict[str, Any]]) -> str:
     """Prompt and completion tokens per model, stacked."""
-    with matplotlib.rc_context(_RC):
+    with _style():
         fig = _figure(7, 0.45 * len(rows) + 1.2)
         ax = fig.add_subplot()
         ys = list(range(len(rows)))[::-1]
@@ -112,7 +117,7 @@ def usage_chart(rows: list[dict[str, Any]]) -> str:
 
 def throughput_chart(tp: dict[str, Any]) -> str:
     """Cumulative rows out per step, and cumulative paid tokens, against seconds since start."""
-    with matplotlib.rc_context(_RC):
+    with _style():
         fig = _figure(8, 3.2)
         ax = fig.add_subplot(1, 2, 1)
         for i, (step, series) in enumerate(tp["steps"].items()):
@@ -137,12 +142,12 @@ def histograms(series: dict[str, list[int]], xlabel: str, gid_prefix: str) -> st
     items = [(k, v) for k, v in series.items() if v]
     cols = min(3, max(1, len(items)))
     rows = (len(items) + cols - 1) // cols
-    with matplotlib.rc_context(_RC):
+    with _style():
         fig = _figure(8, 2.3 * max(1, rows))
         for i, (name, values) in enumerate(items):
             ax = fig.add_subplot(rows, cols, i + 1)
             _, _, patches = ax.hist(values, bins=min(30, max(5, len(set(values)))), color=PALETTE[i % len(PALETTE)])
-            for j, p in enumerate(patches):
+            for j, p in enumerate(cast(list[Any], patches)):  # one container per histogram
                 p.set_gid(f"{gid_prefix}-{i}-{j}")
             ax.set_title(name, fontsize=9)
             ax.set_xlabel(xlabel)
@@ -151,7 +156,7 @@ def histograms(series: dict[str, list[int]], xlabel: str, gid_prefix: str) -> st
 
 def pass_rate_chart(rates: list[Any]) -> str:
     """Per verifier: passed / failed / not checkable, stacked."""
-    with matplotlib.rc_context(_RC):
+    with _style():
         fig = _figure(7, 0.45 * len(rates) + 1.2)
         ax = fig.add_subplot()
         ys = list(range(len(rates)))[::-1]

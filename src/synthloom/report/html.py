@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ def row_samples(data: RunData) -> list[dict[str, Any]]:
         group = groups[(rej.step, rej.reason)]
         if len(group) < REJECTED_PER_GROUP:
             group.append(rej)
-    for (_, _), rejs in groups.items():
+    for rejs in groups.values():
         out.extend(_row_view(r.row, "rejected", r.step, r.reason, r.detail) for r in rejs)
     return out
 
@@ -106,7 +106,7 @@ def build_context(data: RunData) -> dict[str, Any]:
         "rejected_total": data.rejected_total,
         "kept_loaded": len(data.kept),
         "rejected_loaded": len(data.rejected),
-        "generated_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "generated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
     }
 
 

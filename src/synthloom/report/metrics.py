@@ -51,7 +51,7 @@ def contamination(data: RunData) -> dict[str, Any]:
         by_bench[bench][item] += 1
         hits.append({"step": rej.step, "benchmark": bench, "item": item, "detail": rej.detail,
                      "id": meta_of(rej.row).get("id")})
-    configured = []
+    configured: list[str] = []
     for step in data.recipe.get("steps") or []:
         if isinstance(step, dict) and step.get("type") == "decontaminate":
             configured.extend(str(b) for b in step.get("benchmarks") or [])
@@ -137,9 +137,9 @@ def token_lengths(rows: list[Row]) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {"prompt_tokens": [], "completion_tokens": []}
     for row in rows:
         usage = meta_of(row).get("usage") or {}
-        for key in out:
+        for key, values in out.items():
             if usage.get(key):
-                out[key].append(int(usage[key]))
+                values.append(int(usage[key]))
     return out
 
 
@@ -147,7 +147,10 @@ def summary(values: list[int]) -> dict[str, float]:
     if not values:
         return {}
     s = sorted(values)
-    pick = lambda q: float(s[min(len(s) - 1, int(q * len(s)))])  # noqa: E731 - tiny quantile helper
+
+    def pick(q: float) -> float:
+        return float(s[min(len(s) - 1, int(q * len(s)))])
+
     return {"n": len(s), "min": float(s[0]), "p50": pick(0.5), "p90": pick(0.9), "max": float(s[-1]),
             "mean": round(sum(s) / len(s), 1)}
 

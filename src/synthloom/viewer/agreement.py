@@ -7,8 +7,9 @@ verdicts (not-checkable verdicts are skipped); the pipeline itself counts as one
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from itertools import combinations
-from typing import Any, Iterable
+from typing import Any
 
 from synthloom.viewer.store import Decision
 

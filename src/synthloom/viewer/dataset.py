@@ -7,9 +7,10 @@ is deterministic), so review decisions stored against a key find the same row af
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from synthloom.errors import BadInputError
 from synthloom.records import META, Row, meta_of
@@ -71,7 +72,7 @@ class ViewerDataset:
         self.by_key = {e.key: e for e in self.entries}
 
     @classmethod
-    def load(cls, run_dir: Path, max_rows: int = 200_000) -> "ViewerDataset":
+    def load(cls, run_dir: Path, max_rows: int = 200_000) -> ViewerDataset:
         return cls(load_run(Path(run_dir), max_rows=max_rows))
 
     def _add(self, seen: dict[str, int], row: Row, status: str, step: str, reason: str, detail: str,

@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ class ReviewStore:
         self._conn.executescript(_SCHEMA)
 
     @classmethod
-    def for_run(cls, run_dir: Path) -> "ReviewStore":
+    def for_run(cls, run_dir: Path) -> ReviewStore:
         return cls(Path(run_dir) / DB_NAME)
 
     def record(self, row_key: str, reviewer: str, decision: str, comment: str = "",
@@ -79,7 +79,7 @@ class ReviewStore:
             raise BadInputError("a review decision needs a reviewer name")
         if decision == "edit" and not edits:
             raise BadInputError("an 'edit' decision needs the edited columns")
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         edits_json = json.dumps(edits, ensure_ascii=False, sort_keys=True) if edits else None
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
