@@ -213,7 +213,8 @@ def test_report_compares_the_selected_set_with_the_greedy_baseline():
 def embedded():
     from synthloom.llm.embedded import EmbeddedModel
 
-    return EmbeddedModel(n_slots=8, n_ctx=8192)
+    # one thread: on a loaded shared machine llama.cpp's thread barrier stalls (8x slower with 2 threads)
+    return EmbeddedModel(n_slots=8, n_ctx=8192, n_threads=1)
 
 
 @pytest.mark.slow

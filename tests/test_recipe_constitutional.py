@@ -281,7 +281,8 @@ async def test_rl_rejects_identical_responses(tmp_path):
 def embedded():
     from synthloom.llm.embedded import EmbeddedModel
 
-    return EmbeddedModel(n_slots=8, n_ctx=8192)
+    # one thread: on a loaded shared machine llama.cpp's thread barrier stalls (8x slower with 2 threads)
+    return EmbeddedModel(n_slots=8, n_ctx=8192, n_threads=1)
 
 
 @pytest.mark.slow

@@ -153,9 +153,16 @@ def recipes() -> None:
     from synthloom.recipes.registry import list_recipes
 
     for info in list_recipes():
-        console.print(f"[bold]{info.name}[/bold] — {info.description}", highlight=False)
+        t = Table(title=f"[bold]{info.name}[/bold] — {info.description}", title_justify="left",
+                  show_edge=False, expand=False)
+        t.add_column("option (-o KEY=VALUE)")
+        t.add_column("type")
+        t.add_column("default")
+        t.add_column("meaning")
         for opt, (typ, default, help_) in info.options.items():
-            console.print(f"    -o {opt}=<{typ}>  (default {default!r})  {help_}", highlight=False)
+            t.add_row(opt, typ, repr(default), help_)
+        console.print(t)
+        console.print()
 
 
 @app.command()

@@ -164,8 +164,15 @@ def rows_to_table(rows: list[Row]) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=names)
 
 
-def write_parquet(rows: list[Row], path: str | Path, label: dict[str, Any] | None = None) -> int:
+def write_parquet(rows: list[Row], path: str | Path, label: dict[str, Any] | None = None,
+                  image_columns: list[str] | None = None, base_dir: str | Path | None = None) -> int:
+    """Write rows as Parquet; image columns (paths relative to `base_dir`) are embedded as
+    `datasets` Image features, and `label` becomes the synthetic-data schema label."""
     table = rows_to_table(rows)
+    if image_columns:
+        from synthloom.multimodal.images import with_image_columns
+
+        table = with_image_columns(table, image_columns, base_dir)
     if label is not None:
         meta = dict(table.schema.metadata or {})
         meta[PROVENANCE_KEY] = json.dumps(label, sort_keys=True).encode()

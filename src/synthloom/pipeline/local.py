@@ -241,6 +241,10 @@ class LocalExecutor:
         finally:
             if self._pool is not None:
                 self._pool.shutdown(cancel_futures=True)
+            for index, step in indexed:
+                done = step.teardown(self._ctx(step, index, PartUsage()))
+                if asyncio.iscoroutine(done):
+                    await done
         finished = [s for s in current if s is not None]
         complete = complete and len(finished) == len(current) and self.stop_reason is None
         rows = [r for s in finished for r in s]

@@ -33,6 +33,7 @@ class ModelStep(Step):
 
     prompt: str
     system: str | None = None
+    examples: list[dict[str, str]] = []  # few-shot turns ({role, content}) sent before the prompt
     output: str = "text"
     model: str = "generator"
     parse: Literal["text", "json", "regex"] = "text"
@@ -69,6 +70,9 @@ class ModelStep(Step):
                 raise ConfigError(f"step {self.name!r}: invalid regex {self.pattern!r}: {e}") from None
         if self.n < 1:
             raise ConfigError(f"step {self.name!r}: n must be >= 1")
+        for m in self.examples:
+            if set(m) != {"role", "content"} or m["role"] not in ("user", "assistant"):
+                raise ConfigError(f"step {self.name!r}: each example needs role user|assistant and content")
 
     # --- columns ----------------------------------------------------------------------
     def input_columns(self) -> set[str]:
@@ -98,6 +102,7 @@ class ModelStep(Step):
     @property
     def prompt_sha(self) -> str:
         src = self._prompt.source + "\x1f" + (self._system.source if self._system else "")
+        src += "\x1f" + "".join(f"{m['role']}:{m['content']}" for m in self.examples)
         return sha256_hex(src)[:16]
 
     def config(self) -> dict[str, Any]:
@@ -110,6 +115,7 @@ class ModelStep(Step):
         messages = []
         if self._system:
             messages.append({"role": "system", "content": self._system.render(row)})
+        messages.extend({"role": m["role"], "content": m["content"]} for m in self.examples)
         messages.append({"role": "user", "content": self._prompt.render(row)})
         return ChatRequest(
             messages=messages, temperature=self.temperature, top_p=self.top_p,

@@ -217,7 +217,8 @@ def finish_run(pipeline: Pipeline, opts: RunOptions, run_dir: Path, info: dict[s
         data_files.append(p)
     if "parquet" in opts.formats:
         p = run_dir / "data" / "train.parquet"
-        write_parquet(result.rows, p, label=label)
+        write_parquet(result.rows, p, label=label, image_columns=pipeline.options.get("image_columns"),
+                      base_dir=run_dir)
         data_files.append(p)
     cache_stats = {}
     for role, m in models.items():

@@ -84,6 +84,7 @@ STEP_MODULES = (
     "synthloom.quality.steps",
     "synthloom.recipes.math_steps",
     "synthloom.eval.steps",
+    "synthloom.recipes.multimodal_steps",
 )
 
 
@@ -130,6 +131,10 @@ class Step(BaseModel):
     # --- work ---------------------------------------------------------------------------
     def setup(self, ctx: StepContext) -> None:
         """Called once per run before the first batch (load resources, models...)."""
+
+    def teardown(self, ctx: StepContext) -> Any:
+        """Called once when the run ends (finished, failed or stopped): release resources.
+        May be async."""
 
     def process(self, rows: list[Row], ctx: StepContext) -> Any:
         raise NotImplementedError(f"step type {type(self).__name__} must implement process()")

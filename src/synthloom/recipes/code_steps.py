@@ -44,7 +44,7 @@ from synthloom.codegen.instructions import (
 )
 from synthloom.errors import ConfigError
 from synthloom.llm.base import ChatRequest, InvalidRequestError
-from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
+from synthloom.pipeline.step import Rejected, Step, StepContext, StepKind, register_step
 from synthloom.pipeline.templates import PromptTemplate
 from synthloom.quality.rouge import NoveltyPool
 from synthloom.records import (
@@ -113,7 +113,7 @@ class SelfInstructGenerate(Step):
     (and the machine examples of later prompts) immediately.
     """
 
-    kind: ClassVar[str] = "global"
+    kind: ClassVar[StepKind] = "global"
     variant: Literal["self_instruct", "code_alpaca"] = "self_instruct"
     target: int = 20
     prompts_per_round: int = 5
@@ -174,6 +174,7 @@ class SelfInstructGenerate(Step):
         return text, [by_text[p] for p in picked]
 
     async def process(self, rows: list[Row], ctx: StepContext) -> list[Any]:
+        assert self._template is not None
         seeds = [r for r in rows if str(r.get("instruction") or "").strip()]
         if not seeds:
             raise ConfigError(f"step {self.name!r}: no seed instructions (rows need an 'instruction')")
@@ -266,7 +267,7 @@ class ClassifyTask(Step):
     decision is recorded in `classification_source` ("model" or "keywords").
     """
 
-    kind: ClassVar[str] = "map"
+    kind: ClassVar[StepKind] = "map"
     column: str = "classification_answer"
 
     def input_columns(self) -> set[str]:
@@ -292,7 +293,7 @@ class ClassifyTask(Step):
 class SelfInstructInstances(Step):
     """Generate up to `max_instances` (input, output) instances per task: output-first for classification."""
 
-    kind: ClassVar[str] = "expand"
+    kind: ClassVar[StepKind] = "expand"
     max_instances: int = 5
     temperature: float = 0.0
     top_p: float = 1.0
@@ -352,7 +353,7 @@ class EvolveInstructions(Step):
     reason and the *original* instruction stays in the pool for the next round.
     """
 
-    kind: ClassVar[str] = "global"
+    kind: ClassVar[StepKind] = "global"
     mode: evo.Mode = "code"
     rounds: int = 4
     operations: list[str] = Field(default_factory=list)
@@ -457,7 +458,7 @@ class EvolveInstructions(Step):
 class CodeProblem(Step):
     """Give every problem an `input` and an `entry_point` (from a column, the text's first def, or a default)."""
 
-    kind: ClassVar[str] = "map"
+    kind: ClassVar[StepKind] = "map"
     default_entry_point: str = "solution"
 
     def input_columns(self) -> set[str]:
@@ -500,7 +501,7 @@ class ExecuteCode(Step):
     recorded in `_meta.verdicts["code_exec"]`.
     """
 
-    kind: ClassVar[str] = "filter"
+    kind: ClassVar[StepKind] = "filter"
     selection: Literal["dual_agreement", "first_passing"] = "dual_agreement"
     solutions_column: str = "solutions"
     tests_column: str = "test_samples"

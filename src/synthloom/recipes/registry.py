@@ -18,6 +18,8 @@ from synthloom.errors import ConfigError
 BUILTIN_RECIPES = {
     "instruct": "synthloom.recipes.instruct",
     "metamath": "synthloom.recipes.metamath",
+    "llava": "synthloom.recipes.llava",
+    "pix2struct": "synthloom.recipes.pix2struct",
 }
 
 

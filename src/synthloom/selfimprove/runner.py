@@ -43,7 +43,7 @@ class HFLoraTrainer:
 
 
 def improve(out_dir: Path, n_train: int = 64, n_heldout: int = 100, loop: LoopConfig | None = None,
-            train: TrainConfig | None = None, max_depth: int = 1, threads: int = 2, batch_size: int = 16,
+            train: TrainConfig | None = None, max_depth: int = 1, threads: int = 1, batch_size: int = 16,
             gguf_path: str | None = None, log: Log = print) -> list[IterationReport]:
     """ReST-EM/STaR on symbolic word problems; writes iter-*/ and report.json under out_dir."""
     from synthloom.selfimprove.model import load_base
@@ -59,7 +59,7 @@ def improve(out_dir: Path, n_train: int = 64, n_heldout: int = 100, loop: LoopCo
 
 
 def scale_study(out_dir: Path, sizes: list[int], n_heldout: int = 100, train: TrainConfig | None = None,
-                max_depth: int = 1, threads: int = 2, batch_size: int = 16, max_new_tokens: int = 48,
+                max_depth: int = 1, threads: int = 1, batch_size: int = 16, max_new_tokens: int = 48,
                 seed: int = 0, gguf_path: str | None = None, log: Log = print) -> dict[str, Any]:
     """Held-out accuracy after fine-tuning on the first n verified generator solutions, n in `sizes`."""
     from synthloom.selfimprove.model import load_base
