@@ -109,8 +109,8 @@ def stop_cluster(cluster: RayCluster) -> None:
     _reload_auth()
 
 
-@pytest.fixture(scope="session")
-def ray_cluster():
+@pytest.fixture(scope="session", name="ray_cluster")
+def session_ray_cluster():
     cluster = start_cluster()
     try:
         yield cluster

@@ -15,6 +15,7 @@ import sys
 import time
 import types
 from types import SimpleNamespace as NS
+from typing import ClassVar
 
 import pytest
 
@@ -37,7 +38,7 @@ def fake_vllm_module() -> types.ModuleType:
             self.json = json
 
     class LLM:
-        instances: list = []
+        instances: ClassVar[list] = []
 
         def __init__(self, model, **options):
             self.model, self.options, self.calls = model, options, []

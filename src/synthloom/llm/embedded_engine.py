@@ -333,7 +333,10 @@ class EmbeddedEngine:
 
     def _advance(self, seq: _Sequence, token: int) -> None:
         """Take a sampled token: end the sequence (EOS, stop string, length) or queue it to decode."""
-        if token < 0 or (self.model.is_eog[token] and not seq.job.ignore_eos):
+        if token < 0:  # the grammar allows no token at all
+            self._finish(seq, "stop", flush=True)
+            return
+        if self.model.is_eog[token] and not seq.job.ignore_eos:
             if seq.logprobs:
                 seq.logprobs.pop()  # the end token is not part of the completion
             self._finish(seq, "stop", flush=True)

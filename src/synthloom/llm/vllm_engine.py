@@ -17,8 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synthloom.errors import ConfigError
-from synthloom.llm.base import (ChatRequest, ChatResponse, Choice, InvalidRequestError, ModelError,
-                                TokenLogprob, Usage)
+from synthloom.llm.base import (
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    InvalidRequestError,
+    ModelError,
+    TokenLogprob,
+    Usage,
+)
 
 MISSING_VLLM = "the vllm backend needs the 'vllm' package on a CUDA machine: pip install 'synthloom[vllm]'"
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from synthloom.errors import ConfigError
 
@@ -32,8 +33,13 @@ except ImportError:  # pragma: no cover - depends on the environment
 from synthloom.pipeline.local import ExecutionResult, ExecutorConfig, LocalExecutor
 from synthloom.pipeline.pipeline import Pipeline
 from synthloom.pipeline.ray_global import distributed_outcomes, has_distributed_version
-from synthloom.pipeline.ray_workers import (CacheConfig, ModelWorker, RunInfo, cpu_part,
-                                            merge_cache_rows)
+from synthloom.pipeline.ray_workers import (
+    CacheConfig,
+    ModelWorker,
+    RunInfo,
+    cpu_part,
+    merge_cache_rows,
+)
 from synthloom.pipeline.stats import part_stats
 from synthloom.pipeline.step import Step, split_outcomes
 from synthloom.records import Row
@@ -222,8 +228,14 @@ async def run_pipeline_ray(pipeline: Pipeline, opts: Any = None, ray_options: Ra
                            on_event: Callable[[str, dict[str, Any]], None] | None = None,
                            executor_hook: Callable[[LocalExecutor], None] | None = None) -> Any:
     """Like `run_pipeline_async`, on Ray: same run directory, outputs, stats and resume."""
-    from synthloom.pipeline.runner import (RunOptions, budget_check, finish_run, load_prices, prepare_run,
-                                           resolve_model_specs)
+    from synthloom.pipeline.runner import (
+        RunOptions,
+        budget_check,
+        finish_run,
+        load_prices,
+        prepare_run,
+        resolve_model_specs,
+    )
 
     opts = opts or RunOptions()
     ray_options = ray_options or RayOptions()
@@ -253,4 +265,4 @@ async def run_pipeline_ray(pipeline: Pipeline, opts: Any = None, ray_options: Ra
     return finish_run(pipeline, opts, run_dir, info, result, models, executor.stop_reason)
 
 
-__all__ = ["RayOptions", "RayExecutor", "run_pipeline_ray", "connect"]
+__all__ = ["RayExecutor", "RayOptions", "connect", "run_pipeline_ray"]

@@ -23,7 +23,13 @@ import ray
 
 from synthloom.pipeline.builtins import ExactDedup
 from synthloom.pipeline.step import Rejected, Step
-from synthloom.quality.minhash import MinHasher, MinHashSettings, _text_hashes, band_keys, connected_first
+from synthloom.quality.minhash import (
+    MinHasher,
+    MinHashSettings,
+    _text_hashes,
+    band_keys,
+    connected_first,
+)
 from synthloom.quality.steps import MinHashDedupStep, _row_id, _texts
 from synthloom.quality.text import token_hashes_many
 from synthloom.records import META, Row

@@ -85,6 +85,7 @@ STEP_MODULES = (
     "synthloom.recipes.math_steps",
     "synthloom.eval.steps",
     "synthloom.recipes.multimodal_steps",
+    "synthloom.recipes.code_steps",
 )
 
 

@@ -185,6 +185,9 @@ class ScoreCandidates(_LanguageStep):
     def input_columns(self) -> set[str]:
         return {self.column, "candidates"}
 
+    def output_columns(self, available: set[str]) -> set[str]:
+        return available | {"unscored"}
+
     def model_roles(self) -> set[str]:
         roles = {self.forward_model} if self.quality in ("chrf", "bleu") else set()
         return roles | ({self.lm_model} if self.weight > 0 else set())
@@ -213,16 +216,22 @@ class ScoreCandidates(_LanguageStep):
                                max_tokens=len(forced) + 8, logprobs=True, json_schema={"enum": [text]})
         resp = await ask(ctx, self.lm_model, request, log, f"{self.name}/lm#{i}")
         choice = resp.choices[0]
-        if not choice.logprobs or choice.text.strip() != forced:
+        if not choice.logprobs:
+            return None
+        try:  # compare values, not spellings: the grammar may escape characters differently
+            if json.loads(choice.text) != text:
+                return None
+        except ValueError:
             return None
         joined = "".join(t.token for t in choice.logprobs)
-        start = joined.find(forced)
-        if start < 0:
+        start, end = joined.find('"'), joined.rfind('"')
+        if start < 0 or end <= start:
             return None
-        return span_logprob(choice.logprobs, start + 1, start + len(forced) - 1)[0]  # without the quotes
+        return span_logprob(choice.logprobs, start + 1, end)[0]  # the string's tokens, not its quotes
 
     async def _one(self, row: Row, ctx: StepContext) -> Any:
         cands = [dict(c) for c in row["candidates"]]
+        unscored: list[str] = []
         log = CallLog()
         try:
             if self.quality == "backward_logprob":
@@ -238,12 +247,16 @@ class ScoreCandidates(_LanguageStep):
                     return Rejected("no_logprobs", row, "importance needs the backward model's logprobs")
                 lms = await asyncio.gather(*(self._lm_logprob(ctx, row, i, c["text"], log)
                                              for i, c in enumerate(cands)))
-                if any(lp is None for lp in lms):
+                # a candidate the lm cannot score is dropped (listed in `unscored`), not the sentence
+                unscored = [c["text"] for c, lp in zip(cands, lms) if lp is None]
+                kept = [(c, q, lp) for c, q, lp in zip(cands, quality, lms) if lp is not None]
+                if not kept:
                     return Rejected("lm_score_unavailable", row,
-                                    "the lm model did not reproduce the forced candidate with logprobs")
-                for c, lp in zip(cands, lms):
+                                    "the lm model did not reproduce any forced candidate with logprobs")
+                cands, quality = [c for c, _, _ in kept], [q for _, q, _ in kept]
+                for c, _, lp in kept:
                     c["lm_logprob"] = lp
-                imp = [importance(lp, c["bt_logprob"], c["length"]) for c, lp in zip(cands, lms)]  # type: ignore[arg-type]
+                imp = [importance(lp, c["bt_logprob"], c["length"]) for c, _, lp in kept]  # type: ignore[arg-type]
         except InvalidRequestError as e:
             return Rejected("invalid_request", row, str(e))
         gammas = gamma_scores(quality, imp, self.weight)
@@ -251,7 +264,7 @@ class ScoreCandidates(_LanguageStep):
             c.update(quality=round(q, 6), importance=round(i_, 6), quality_z=round(zq, 6),
                      importance_z=round(zi, 6), gamma=round(g, 6))
         meta = log.meta(self._forward.sha if self._forward else "", {"quality": self.quality, "weight": self.weight})
-        return ctx.derive(row, {"candidates": cands}, **meta)
+        return ctx.derive(row, {"candidates": cands, "unscored": unscored}, **meta)
 
 
 @register_step("gamma_select")

@@ -20,6 +20,9 @@ BUILTIN_RECIPES = {
     "metamath": "synthloom.recipes.metamath",
     "llava": "synthloom.recipes.llava",
     "pix2struct": "synthloom.recipes.pix2struct",
+    "self_instruct": "synthloom.recipes.self_instruct",
+    "evol_instruct": "synthloom.recipes.evol_instruct",
+    "code_exec": "synthloom.recipes.code_exec",
 }
 
 

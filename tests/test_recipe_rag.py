@@ -1,0 +1,96 @@
+"""RAG-grounded generation: retrieval, citations, faithfulness verdicts (scripted + embedded model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from synthloom.llm.scripted import ScriptedModel
+from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.recipes import rag
+from synthloom.recipes.loop_steps import grounding_support, parse_yes_no, strip_citations
+
+CORPUS = [
+    {"id": "c1", "title": "Lake Baikal", "text": "Lake Baikal in Siberia is the deepest lake in the world, about 1,642 metres deep."},
+    {"id": "c2", "title": "Mount Kosciuszko", "text": "Mount Kosciuszko is the highest mountain in mainland Australia, 2,228 metres tall."},
+    {"id": "c3", "title": "Angel Falls", "text": "Angel Falls in Venezuela is the highest uninterrupted waterfall in the world."},
+]
+
+
+def write_corpus(tmp_path: Path) -> str:
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in CORPUS))
+    return str(path)
+
+
+def script(request):
+    text = request.messages[-1]["content"]
+    if text.endswith("Reply with Yes or No."):
+        # the judge: the Angel Falls answer below invents a height the passage does not give
+        return "No" if "979" in text else "Yes"
+    if "[c1]" in text.split("Passages:")[-1] and "Lake Baikal" in text.split("Passages:")[-1].split("\n")[1]:
+        return " How deep is Lake Baikal?\nAnswer: It is about 1,642 metres deep [c1]."
+    if "Mount Kosciuszko" in text.split("Passages:")[-1].split("\n")[1]:
+        return " What is the highest mountain in mainland Australia?\nAnswer: Mount Kosciuszko, 2,228 metres tall."
+    return " How tall is Angel Falls?\nAnswer: Angel Falls is 979 metres tall [c3]."
+
+
+async def test_rows_cite_retrieved_passages_and_carry_a_faithfulness_verdict(tmp_path):
+    model = ScriptedModel(script)
+    pipeline = rag.build(rag.Options(corpus=write_corpus(tmp_path), num_topics=3, k=1))
+    result = await run_pipeline_async(pipeline, RunOptions(out=tmp_path / "run"),
+                                      models={"generator": model, "judge": model})
+    by_topic = {r["topic"]: r for r in result.rows}
+    assert set(by_topic) == {"Lake Baikal", "Mount Kosciuszko"}
+    baikal = by_topic["Lake Baikal"]
+    assert baikal["citations"] == ["c1"] and baikal["citation_source"] == "model"
+    assert baikal["answer"] == "It is about 1,642 metres deep."  # citation markers removed from the text
+    assert baikal["_meta"]["verdicts"]["faithfulness"]["ok"] is True
+    # no bracket citation: attributed to the retrieved passage sharing the most words
+    assert by_topic["Mount Kosciuszko"]["citations"] == ["c2"]
+    assert by_topic["Mount Kosciuszko"]["citation_source"] == "overlap"
+    # the unfaithful answer is kept in rejected/ with its verdict, never silently dropped
+    funnel = {s["step"]: s for s in result.stats["funnel"]}
+    assert funnel["faithfulness"]["rejected"] == {"unfaithful": 1}
+    judge_prompts = [r.messages[-1]["content"] for r in model.requests if "Reply with Yes or No" in r.messages[-1]["content"]]
+    assert any("[c3] Angel Falls" in p and "979 metres" in p for p in judge_prompts)  # judge sees cited passages
+
+
+async def test_keep_unfaithful_keeps_rows_with_a_false_verdict(tmp_path):
+    model = ScriptedModel(script)
+    pipeline = rag.build(rag.Options(corpus=write_corpus(tmp_path), num_topics=3, k=1, keep_unfaithful=True))
+    result = await run_pipeline_async(pipeline, RunOptions(out=tmp_path / "run"),
+                                      models={"generator": model, "judge": model})
+    falls = next(r for r in result.rows if r["topic"] == "Angel Falls")
+    assert falls["faithful"] is False and falls["_meta"]["verdicts"]["faithfulness"]["ok"] is False
+    assert falls["instruction"] == "How tall is Angel Falls?"  # alpaca formatting
+
+
+def test_helpers():
+    assert parse_yes_no("Yes, it is.") is True and parse_yes_no("no") is False and parse_yes_no("maybe") is None
+    assert strip_citations("Paris [wiki-000] is big [x].") == "Paris is big."
+    assert grounding_support("Baikal deepest lake", "Lake Baikal is the deepest lake") == 1.0
+    assert grounding_support("Baikal is purple", "Lake Baikal is deep") == 0.5
+
+
+def test_default_topics_come_from_the_bundled_corpus():
+    topics = rag.corpus_topics(None, 5)
+    assert len(topics) == 5 and topics[0]["topic"] == "Paris"
+
+
+@pytest.mark.slow
+async def test_rag_end_to_end_on_the_embedded_model(tmp_path):
+    from synthloom.llm.embedded import EmbeddedModel
+
+    model = EmbeddedModel(n_slots=4, n_ctx=4096, n_threads=1)
+    pipeline = rag.build(rag.Options(num_topics=3, k=2, max_tokens=48, keep_unfaithful=True))
+    result = await run_pipeline_async(pipeline, RunOptions(out=tmp_path / "run"),
+                                      models={"generator": model, "judge": model})
+    funnel = {s["step"]: s for s in result.stats["funnel"]}
+    assert funnel["retrieve"]["rows_out"] == 3
+    for row in result.rows:  # whatever the small model wrote, each kept row cites retrieved passages
+        assert row["citations"] and all(c.startswith("wiki-") for c in row["citations"])
+        assert row["_meta"]["verdicts"]["faithfulness"]["ok"] in (True, False)
+        assert "grounding" in row["_meta"]["verdicts"]
