@@ -106,18 +106,20 @@ class ToyTranslator:
     LM_PER_CHAR: ClassVar[dict[str, float]] = {"le chat": -0.2, "un chat noir": -0.1, "un chien": -0.4}
     BACK: ClassVar[dict[str, str]] = {"le chat": "the cat", "un chat noir": "a black cat", "un chien": "a dog"}
 
-    def __init__(self, honour_schema: bool = True):
+    def __init__(self, honour_schema: bool = True, cannot_score: frozenset[str] = frozenset()):
         self.honour_schema = honour_schema
+        self.cannot_score = cannot_score
 
     async def chat(self, requests):
         out = []
         for r in requests:
             text = r.messages[-1]["content"]
             if r.json_schema is not None:
-                forced = json.dumps(r.json_schema["enum"][0]) if self.honour_schema else "whatever"
                 cand = r.json_schema["enum"][0]
+                honoured = self.honour_schema and cand not in self.cannot_score
+                forced = json.dumps(cand) if honoured else "whatever"
                 choices = [Choice(forced, "stop", [TokenLogprob('"', -1.0)] + char_logprobs(cand, self.LM_PER_CHAR.get(cand, -1))
-                                  + [TokenLogprob('"', -1.0)] if self.honour_schema else None)]
+                                  + [TokenLogprob('"', -1.0)] if honoured else None)]
             elif "into French" in text:
                 texts = ["le chat"] if r.temperature == 0 else ["un chat noir", "French: le chat", "un chien"][: r.n]
                 choices = [Choice(t, "stop", char_logprobs(t, self.BT_PER_CHAR.get(clean_translation(t), -0.2)))
@@ -180,6 +182,16 @@ async def test_importance_needs_a_backend_that_can_score_text(tmp_path):
                                       models={"backward": model, "forward": model, "lm": model})
     assert result.rows == []
     assert {s["step"]: s for s in result.stats["funnel"]}["score"]["rejected"] == {"lm_score_unavailable": 2}
+    # one unscorable candidate is dropped (and listed), the sentence keeps the others
+    model = ToyTranslator(cannot_score=frozenset({"un chien"}))
+    result = await run_pipeline_async(bt.build(bt.Options(num_sentences=2, candidates=4)),
+                                      RunOptions(out=tmp_path / "run1"),
+                                      models={"backward": model, "forward": model, "lm": model})
+    assert len(result.rows) == 2
+    for row in result.rows:
+        assert row["unscored"] == ["un chien"] and [c["text"] for c in row["candidates"]] == ["le chat", "un chat noir"]
+        for key in ("quality_z", "importance_z"):  # z-scores over the two kept candidates only
+            assert sorted(c[key] for c in row["candidates"]) == pytest.approx([-1.0, 1.0])
     # weight 0 needs no lm at all: the role is not even used
     pipeline = bt.build(bt.Options(num_sentences=2, candidates=2, gamma_weight=0.0))
     assert "lm" not in pipeline.model_roles()

@@ -42,7 +42,7 @@ async def run_debate(tmp_path: Path, judge_reply: str, rounds: int = 2):
 
 
 async def test_debate_runs_rounds_over_a_shared_transcript_and_the_judge_picks_the_label(tmp_path):
-    result, a, b, judge = await run_debate(tmp_path, "B", rounds=2)
+    result, _a, b, judge = await run_debate(tmp_path, "B", rounds=2)
     rows = {r["answer"]: r for r in result.rows}
     apples = rows["7"]
     assert (apples["answer_a"], apples["answer_b"]) == ("7", "8")

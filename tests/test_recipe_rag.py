@@ -10,7 +10,11 @@ import pytest
 from synthloom.llm.scripted import ScriptedModel
 from synthloom.pipeline.runner import RunOptions, run_pipeline_async
 from synthloom.recipes import rag
-from synthloom.recipes.loop_steps import grounding_support, parse_yes_no, strip_citations
+from synthloom.recipes.loop_steps import (
+    grounding_support,
+    parse_yes_no,
+    strip_citations,
+)
 
 CORPUS = [
     {"id": "c1", "title": "Lake Baikal", "text": "Lake Baikal in Siberia is the deepest lake in the world, about 1,642 metres deep."},

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from synthloom.selfimprove.data import HINT, Example, Problem, problem_sets, reference_examples, user_prompt
+from synthloom.selfimprove.data import (
+    HINT,
+    Example,
+    Problem,
+    problem_sets,
+    reference_examples,
+    user_prompt,
+)
 from synthloom.selfimprove.evaluate import pass_at_k
 from synthloom.selfimprove.loop import LoopConfig, collect, run_loop
 from synthloom.selfimprove.scaling import fit_power_law, plot_scaling
@@ -157,7 +164,13 @@ def test_tiny_lora_run_trains_saves_and_reloads_an_adapter(base_model, tmp_path:
     import torch
 
     from synthloom.selfimprove.policy import HFPolicy
-    from synthloom.selfimprove.train import META_FILE, TrainConfig, load_adapter, train_lora, weights_fingerprint
+    from synthloom.selfimprove.train import (
+        META_FILE,
+        TrainConfig,
+        load_adapter,
+        train_lora,
+        weights_fingerprint,
+    )
 
     model, tokenizer = base_model
     before = weights_fingerprint(model)
@@ -169,16 +182,18 @@ def test_tiny_lora_run_trains_saves_and_reloads_an_adapter(base_model, tmp_path:
     assert json.loads((tmp_path / "adapter" / META_FILE).read_text())["steps"] == 3
     assert weights_fingerprint(model) == before  # the base model is never modified
 
-    policy = load_adapter(model, tokenizer, tmp_path / "adapter", batch_size=2)
-    lora = {n: p for n, p in policy.model.named_parameters() if "lora_B" in n}
-    assert lora and any(float(p.abs().sum()) > 0 for p in lora.values())  # trained B is no longer zero
+    unmerged = load_adapter(model, tokenizer, tmp_path / "adapter", merge=False)
+    lora_b = [p for n, p in unmerged.model.named_parameters() if "lora_B" in n]
+    assert lora_b and any(float(p.abs().sum()) > 0 for p in lora_b)  # trained B is no longer zero
+    policy = load_adapter(model, tokenizer, tmp_path / "adapter", batch_size=2)  # merged for fast decoding
     prompt = [user_prompt(heldout[0].question)]
-    tuned = policy.generate(prompt, max_new_tokens=6)[0][0]
-    plain = HFPolicy(model, tokenizer).generate(prompt, max_new_tokens=6)[0][0]
-    assert tuned and plain
-    with torch.no_grad():  # the adapter changes the model's output distribution
+    with torch.no_grad():  # reloaded adapter = saved adapter; and it changes the model's outputs
         enc = tokenizer(prompt, return_tensors="pt")
-        assert not torch.allclose(policy.model(**enc).logits, model(**enc).logits)
+        merged_logits, base_logits = policy.model(**enc).logits, model(**enc).logits
+        assert torch.allclose(merged_logits, unmerged.model(**enc).logits, atol=1e-3)
+        assert not torch.allclose(merged_logits, base_logits, atol=1e-3)
+    assert policy.generate(prompt, max_new_tokens=6)[0][0]
+    assert HFPolicy(model, tokenizer).generate(prompt, max_new_tokens=6)[0][0]
 
 
 @pytest.mark.slow
@@ -196,3 +211,17 @@ def test_improve_end_to_end_on_the_real_model(tmp_path: Path, base_model):
     if len(reports) > 1:  # an iteration ran only if some sample or rationale verified
         assert (tmp_path / "iter-1" / "adapter" / "adapter_config.json").exists()
         assert reports[1].init == "base"
+
+
+def test_commands_register_and_validate_sizes():
+    import typer
+    from typer.testing import CliRunner
+
+    from synthloom.selfimprove.commands import register
+
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    assert all(c in runner.invoke(app, ["--help"]).output for c in ("train", "improve", "scale-study"))
+    bad = runner.invoke(app, ["scale-study", "--sizes", "10,x"])
+    assert bad.exit_code != 0 and "comma-separated integers" in bad.output

@@ -86,6 +86,11 @@ class RequestCache:
                 (key, model, blob, response.usage.prompt_tokens,
                  response.usage.completion_tokens, time.time()))
 
+    def entries(self) -> list[tuple[str, str, str]]:
+        """Every stored (key, model, response JSON): for merging per-worker caches into one."""
+        with self._lock:
+            return [tuple(r) for r in self._db.execute("SELECT key, model, response FROM responses")]
+
     def __len__(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]

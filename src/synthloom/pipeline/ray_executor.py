@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from synthloom.pipeline.ray_workers import (
     cpu_part,
     merge_cache_rows,
 )
-from synthloom.pipeline.stats import part_stats
+from synthloom.pipeline.stats import PartUsage, part_stats
 from synthloom.pipeline.step import Step, split_outcomes
 from synthloom.records import Row
 
@@ -184,7 +185,7 @@ class RayExecutor(LocalExecutor):
         ref = self._step_ref(index, step)
         if step.kind == "global" and has_distributed_version(step):
             kept, rejected, stats = await self._distributed_global(step, rows)
-        elif step.kind == "global" or not step.model_roles() or self.pool is None:
+        else:
             if step.kind == "global":
                 log.info("step %r (%s) has no distributed version: running it as a single ordered stage",
                          step.name, step.type_name or type(step).__name__)
@@ -192,17 +193,11 @@ class RayExecutor(LocalExecutor):
                 kept, rejected, stats = await self.pool.run(index, ref, rows, self.info)
             else:
                 kept, rejected, stats = await _get(cpu_part.remote(ref, index, rows, self.info))
-        else:
-            kept, rejected, stats = await self.pool.run(index, ref, rows, self.info)
         for model, u in stats.get("usage", {}).items():  # budgets see paid tokens as parts return
             self.live.add(model, u.get("prompt_tokens", 0), u.get("completion_tokens", 0))
         return kept, rejected, stats
 
     async def _distributed_global(self, step: Step, rows: list[Row]) -> tuple[list[Row], list[Any], dict]:
-        import time
-
-        from synthloom.pipeline.stats import PartUsage
-
         t0 = time.perf_counter()
         outcomes = await distributed_outcomes(step, rows, max(1, self.pipeline.shard_size),
                                               self.ray_opts.reducers)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,12 +108,7 @@ class ModelWorker:
     def export_cache(self) -> list[tuple[str, str, str]]:
         """Every (key, model, response JSON) in this worker's cache shard, for the final merge."""
         self._ensure_models()
-        db = self._cache._db
-        with self._cache._lock:
-            return [tuple(r) for r in db.execute("SELECT key, model, response FROM responses").fetchall()]
-
-    def node(self) -> str:
-        return f"{ray.get_runtime_context().get_node_id()[:8]}/pid{os.getpid()}"
+        return self._cache.entries()
 
     async def close(self) -> None:
         for backend in self._backends:

@@ -285,5 +285,5 @@ def run_pipeline(pipeline: Pipeline, **kwargs: Any) -> RunResult:
     return asyncio.run(run_pipeline_async(pipeline, RunOptions(**kwargs), models=models))
 
 
-__all__ = ["RunOptions", "RunResult", "run_pipeline", "run_pipeline_async", "build_models", "prepare_run",
-           "resolve_model_specs", "finish_run"]
+__all__ = ["RunOptions", "RunResult", "build_models", "finish_run", "prepare_run", "resolve_model_specs",
+           "run_pipeline", "run_pipeline_async"]

@@ -86,6 +86,8 @@ STEP_MODULES = (
     "synthloom.eval.steps",
     "synthloom.recipes.multimodal_steps",
     "synthloom.recipes.code_steps",
+    "synthloom.recipes.cai_steps",
+    "synthloom.recipes.bt_steps",
 )
 
 

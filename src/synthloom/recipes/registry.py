@@ -23,6 +23,8 @@ BUILTIN_RECIPES = {
     "self_instruct": "synthloom.recipes.self_instruct",
     "evol_instruct": "synthloom.recipes.evol_instruct",
     "code_exec": "synthloom.recipes.code_exec",
+    "constitutional": "synthloom.recipes.constitutional",
+    "backtranslation": "synthloom.recipes.backtranslation",
 }
 
 

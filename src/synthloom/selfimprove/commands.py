@@ -34,12 +34,13 @@ def _sizes(text: str) -> list[int]:
 
 def train_command(
     data: Path = typer.Argument(..., help="JSONL of prompt/completion (or instruction/output, question/solution)"),
-    out: Path = typer.Option(Path("runs/adapter"), "--out", help="adapter folder to write"),
+    out: Path = typer.Option("runs/adapter", "--out", help="adapter folder to write"),
     epochs: float = typer.Option(2.0, help="passes over the data"),
     max_steps: int = typer.Option(0, help="cap on optimizer steps (0 = none)"),
     batch_size: int = typer.Option(8),
-    lr: float = typer.Option(1e-3),
+    lr: float = typer.Option(2e-3),
     lora_r: int = typer.Option(16),
+    top_layers: int = typer.Option(12, help="adapt only the last N decoder layers (0 = all; all is ~3x slower)"),
     eval_problems: int = typer.Option(0, help="evaluate on this many held-out symbolic problems after training"),
     threads: int = typer.Option(1, help="torch CPU threads (1 is fastest on a shared machine)"),
     gguf: str = typer.Option("", help="GGUF weights (default: the bundled SmolLM2-135M-Instruct)"),
@@ -47,11 +48,16 @@ def train_command(
     """LoRA fine-tuning on CPU of the embedded model; saves a PEFT adapter."""
     from synthloom.selfimprove.evaluate import evaluate
     from synthloom.selfimprove.model import load_base
-    from synthloom.selfimprove.train import TrainConfig, load_adapter, read_jsonl_examples, train_lora
+    from synthloom.selfimprove.train import (
+        TrainConfig,
+        load_adapter,
+        read_jsonl_examples,
+        train_lora,
+    )
 
     examples = read_jsonl_examples(data)
     config = TrainConfig(epochs=epochs, max_steps=max_steps or None, batch_size=batch_size, lr=lr, lora_r=lora_r,
-                         lora_alpha=2 * lora_r)
+                         lora_alpha=2 * lora_r, top_layers=top_layers or None)
     model, tokenizer = load_base(gguf or None, threads=threads)
     result = train_lora(model, tokenizer, examples, config, out, log=console.print)
     console.print(f"adapter saved to {result.adapter_dir} ({result.steps} steps, {result.seconds:.0f} s, "
@@ -65,14 +71,15 @@ def train_command(
 
 
 def improve_command(
-    out: Path = typer.Option(Path("runs/improve"), "--out"),
+    out: Path = typer.Option("runs/improve", "--out"),
     iterations: int = typer.Option(2),
     problems: int = typer.Option(64, help="training problems per iteration"),
     heldout: int = typer.Option(100, help="held-out problems"),
     samples: int = typer.Option(4, "-k", "--samples", help="solutions sampled per problem"),
     cap: int = typer.Option(2, help="most correct solutions kept per problem"),
     rationalize: bool = typer.Option(True, help="STaR: retry failures with the answer as a hint"),
-    max_steps: int = typer.Option(40, help="training steps of iteration 1 (grows 20%/iteration)"),
+    max_steps: int = typer.Option(24, help="training steps of iteration 1 (grows 20%/iteration)"),
+    top_layers: int = typer.Option(12, help="adapt only the last N decoder layers (0 = all)"),
     max_depth: int = typer.Option(1, help="problem difficulty (1 = one-step, small integers)"),
     threads: int = typer.Option(1),
     seed: int = typer.Option(0),
@@ -85,7 +92,8 @@ def improve_command(
     loop = LoopConfig(iterations=iterations, samples_per_problem=samples, cap_per_problem=cap,
                       rationalize=rationalize, seed=seed)
     reports = improve(out, n_train=problems, n_heldout=heldout, loop=loop,
-                      train=TrainConfig(epochs=100, max_steps=max_steps, seed=seed), max_depth=max_depth,
+                      train=TrainConfig(epochs=100, max_steps=max_steps, lr=2e-3, top_layers=top_layers or None,
+                                                   seed=seed), max_depth=max_depth,
                       threads=threads, log=console.print)
     for r in reports:
         k = f"pass@{loop.eval_k}"
@@ -95,10 +103,11 @@ def improve_command(
 
 
 def scale_study_command(
-    out: Path = typer.Option(Path("runs/scale-study"), "--out"),
+    out: Path = typer.Option("runs/scale-study", "--out"),
     sizes: str = typer.Option("0,32,64,128,256", help="training-set sizes (comma-separated)"),
     heldout: int = typer.Option(100),
     epochs: float = typer.Option(2.0),
+    top_layers: int = typer.Option(12, help="adapt only the last N decoder layers (0 = all)"),
     max_depth: int = typer.Option(1),
     threads: int = typer.Option(1),
 ) -> None:
@@ -106,14 +115,15 @@ def scale_study_command(
     from synthloom.selfimprove.runner import scale_study
     from synthloom.selfimprove.train import TrainConfig
 
-    report = scale_study(out, _sizes(sizes), n_heldout=heldout, train=TrainConfig(epochs=epochs),
+    report = scale_study(out, _sizes(sizes), n_heldout=heldout, train=TrainConfig(epochs=epochs, lr=2e-3, min_steps=4,
+                                                                       top_layers=top_layers or None),
                          max_depth=max_depth, threads=threads, log=console.print)
     console.print(json.dumps(report["points"]))
     console.print(f"fit: {report['fit_text']}; plot: {out / 'scaling.svg'}")
 
 
 def experiment_command(
-    out: Path = typer.Option(Path("runs/self_improvement"), "--out"),
+    out: Path = typer.Option("runs/self_improvement", "--out"),
     quick: bool = typer.Option(False, help="a smaller run (minutes) for smoke testing"),
     threads: int = typer.Option(1),
 ) -> None:

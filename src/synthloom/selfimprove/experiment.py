@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -24,10 +25,11 @@ from synthloom.selfimprove.loop import LoopConfig
 from synthloom.selfimprove.train import TrainConfig
 
 # Sized for a shared 2-core CPU: the whole run takes tens of minutes there.
-FULL = {"sizes": [0, 16, 32, 64, 128, 256], "heldout": 100, "problems": 48, "iterations": 2, "samples": 4,
+FULL = {"sizes": [0, 16, 32, 64, 128, 256], "heldout": 100, "problems": 32, "iterations": 2, "samples": 4,
         "steps": 24}
 QUICK = {"sizes": [0, 8, 16], "heldout": 12, "problems": 6, "iterations": 1, "samples": 2, "steps": 2}
-TRAIN = dict(epochs=2.0, min_steps=4, batch_size=8, lr=2e-3, lora_r=16, lora_alpha=32, top_layers=12, max_length=128)
+TRAIN: dict[str, Any] = {"epochs": 2.0, "min_steps": 4, "batch_size": 8, "lr": 2e-3, "lora_r": 16, "lora_alpha": 32,
+                         "top_layers": 12, "max_length": 128}
 
 
 def run_experiment(out: Path, quick: bool = False, threads: int = 1, seed: int = 0,
@@ -36,13 +38,14 @@ def run_experiment(out: Path, quick: bool = False, threads: int = 1, seed: int =
 
     plan = QUICK if quick else FULL
     out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"plan": plan, "train": TRAIN, "seed": seed, "threads": threads,
-                              "machine": f"{platform.machine()} / {platform.processor() or 'cpu'}"}
+    meta: dict[str, Any] = {"plan": plan, "train": TRAIN, "seed": seed, "threads": threads,
+                            "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+    results: dict[str, Any] = {}
     started = time.perf_counter()
     if "scale" in parts:
         log("== scale study ==")
-        report["scale"] = scale_study(out / "scale", plan["sizes"], n_heldout=plan["heldout"],
-                                      train=TrainConfig(**TRAIN, seed=seed), threads=threads, seed=seed, log=log)
+        results["scale"] = scale_study(out / "scale", plan["sizes"], n_heldout=plan["heldout"],
+                                       train=TrainConfig(**TRAIN, seed=seed), threads=threads, seed=seed, log=log)
     if "improve" in parts:
         log("== ReST-EM / STaR ==")
         loop = LoopConfig(iterations=plan["iterations"], samples_per_problem=plan["samples"], cap_per_problem=2,
@@ -50,9 +53,13 @@ def run_experiment(out: Path, quick: bool = False, threads: int = 1, seed: int =
         train = TrainConfig(**{**TRAIN, "epochs": 100.0, "min_steps": 1}, max_steps=plan["steps"], seed=seed)
         reports = improve(out / "improve", n_train=plan["problems"], n_heldout=plan["heldout"], loop=loop,
                           train=train, threads=threads, log=log)
-        report["improve"] = [r.to_json() for r in reports]
-    report["seconds"] = round(time.perf_counter() - started)
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+        results["improve"] = [r.to_json() for r in reports]
+    # parts may run separately (even in parallel processes): merge into what is on disk now
+    previous = out / "report.json"
+    report: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {}
+    seconds = {**report.get("seconds", {}), ",".join(parts): round(time.perf_counter() - started)}
+    report |= meta | results | {"seconds": seconds}
+    previous.write_text(json.dumps(report, indent=1))
     path = out / "report.md"
     path.write_text(render_markdown(report))
     return path
@@ -60,7 +67,7 @@ def run_experiment(out: Path, quick: bool = False, threads: int = 1, seed: int =
 
 def render_markdown(report: dict[str, Any]) -> str:
     lines = ["# Self-improvement experiment (SmolLM2-135M-Instruct, LoRA on CPU)", "",
-             f"Run time: {report['seconds']} s, threads {report['threads']}, seed {report['seed']}.", ""]
+             f"Run time (s) per part: {report['seconds']}; torch threads {report['threads']}, seed {report['seed']}.", ""]
     scale = report.get("scale")
     if scale:
         lines += ["## Held-out accuracy vs verified synthetic examples", "",

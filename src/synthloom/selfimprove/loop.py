@@ -161,9 +161,7 @@ def _write(out_dir: Path | None, iteration: int, report: IterationReport, rows: 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.json").write_text(json.dumps(report.to_json(), indent=1))
     with open(folder / "heldout.jsonl", "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+        f.writelines(json.dumps(row) + "\n" for row in rows)
     with open(folder / "train.jsonl", "w") as f:
-        for e in examples:
-            f.write(json.dumps({"problem_id": e.problem_id, "source": e.source, "prompt": e.prompt,
-                                "completion": e.completion}) + "\n")
+        f.writelines(json.dumps({"problem_id": e.problem_id, "source": e.source, "prompt": e.prompt,
+                                "completion": e.completion}) + "\n" for e in examples)
