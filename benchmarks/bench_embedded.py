@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 
@@ -57,7 +58,11 @@ async def main() -> None:
 
     # ignore_eos: every request generates exactly max_tokens, so both sides count the same work
     model = EmbeddedModel(n_slots=16, n_threads=args.threads, ignore_eos=True)
-    print(f"model {model.name}, threads {model.options.n_threads}, slots {model.options.n_slots}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"model {model.name}, threads {model.options.n_threads}, slots {model.options.n_slots}, "
+        f"load average {load:.1f} on {os.cpu_count()} CPUs (timings are noisy when load > CPUs)"
+    )
     await model.chat(requests(2, 8))  # warm-up: first decode pays one-off allocation costs
 
     ratios, agg_rates, single_rates = [], [], []

@@ -42,6 +42,7 @@ async def test_generates_text_with_usage(model):
     assert r.model == model.identity and model.identity.startswith("embedded:")
 
 
+@pytest.mark.slow
 async def test_same_seed_same_text_and_different_seeds_differ(model):
     a, b, c = await asyncio.gather(
         one(model, req(temperature=1.0, seed=7, max_tokens=12)),
@@ -53,6 +54,7 @@ async def test_same_seed_same_text_and_different_seeds_differ(model):
     assert a.text != c.text
 
 
+@pytest.mark.slow
 async def test_n4_decodes_the_prompt_once(model):
     request = req(temperature=1.0, seed=3, n=4, max_tokens=10)
     before = model.stats.prompt_tokens_decoded

@@ -218,6 +218,16 @@ def test_per_worker_cache_shards_are_merged_into_the_run_cache(tmp_path: Path, r
         assert again.received == 0
 
 
+def test_a_failure_on_a_worker_reaches_the_driver_as_the_original_one_line_error(tmp_path: Path, ray_cluster):
+    from synthloom.llm.base import ModelError
+
+    recipe, data = write_inputs(tmp_path, n=8)
+    with FakeOpenAIServer(api_key="the-right-key") as server, pytest.raises(ModelError) as e:
+        run_ray(recipe, data, tmp_path / "r", server.url, ray_cluster.address)
+    assert "401" in str(e.value) or "SYNTHLOOM_TEST_NO_KEY" in str(e.value)
+    assert "\n" not in str(e.value) and "RayTaskError" not in type(e.value).__name__
+
+
 def test_every_recipe_pipeline_pickles_for_workers():
     import importlib
     import pkgutil

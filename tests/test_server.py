@@ -82,6 +82,7 @@ def test_chat_completion_has_openai_shape(server):
     assert u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"]
 
 
+@pytest.mark.slow
 def test_seed_n_logprobs_and_stop_over_http(server):
     a = chat(server, temperature=1.0, seed=5, n=2, logprobs=True, top_logprobs=2).json()
     b = chat(server, temperature=1.0, seed=5, n=2, logprobs=True, top_logprobs=2).json()

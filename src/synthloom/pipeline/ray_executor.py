@@ -38,6 +38,7 @@ from synthloom.pipeline.ray_workers import (
     CacheConfig,
     ModelWorker,
     RunInfo,
+    await_ref,
     cpu_part,
     merge_cache_rows,
 )
@@ -106,13 +107,13 @@ class ModelPool:
         k = min(range(len(self.actors)), key=lambda i: self.outstanding[i])
         self.outstanding[k] += 1
         try:
-            return await _get(self.actors[k].run_part.remote(index, [step_ref], rows, info))
+            return await await_ref(self.actors[k].run_part.remote(index, [step_ref], rows, info))
         finally:
             self.outstanding[k] -= 1
 
     async def model_info(self) -> dict[str, dict[str, Any]]:
         """role -> {identity, stats summed over actors}."""
-        infos = await asyncio.gather(*(_get(a.model_info.remote()) for a in self.actors))
+        infos = await asyncio.gather(*(await_ref(a.model_info.remote()) for a in self.actors))
         out: dict[str, dict[str, Any]] = {}
         for info in infos:
             for role, entry in info.items():
@@ -127,20 +128,15 @@ class ModelPool:
 
         target = RequestCache(target_path)
         try:
-            exports = await asyncio.gather(*(_get(a.export_cache.remote()) for a in self.actors))
+            exports = await asyncio.gather(*(await_ref(a.export_cache.remote()) for a in self.actors))
             return sum(merge_cache_rows(target, rows) for rows in exports)
         finally:
             target.close()
 
     async def close(self) -> None:
-        await asyncio.gather(*(_get(a.close.remote()) for a in self.actors), return_exceptions=True)
+        await asyncio.gather(*(await_ref(a.close.remote()) for a in self.actors), return_exceptions=True)
         for a in self.actors:
             ray.kill(a)
-
-
-async def _get(ref: Any) -> Any:
-    # ObjectRef.future() works for both a direct driver and Ray Client (ray://) connections.
-    return await asyncio.wrap_future(ref.future())
 
 
 class RemoteModelView:
@@ -192,7 +188,7 @@ class RayExecutor(LocalExecutor):
             if step.model_roles() and self.pool is not None:
                 kept, rejected, stats = await self.pool.run(index, ref, rows, self.info)
             else:
-                kept, rejected, stats = await _get(cpu_part.remote(ref, index, rows, self.info))
+                kept, rejected, stats = await await_ref(cpu_part.remote(ref, index, rows, self.info))
         for model, u in stats.get("usage", {}).items():  # budgets see paid tokens as parts return
             self.live.add(model, u.get("prompt_tokens", 0), u.get("completion_tokens", 0))
         return kept, rejected, stats

@@ -22,6 +22,7 @@ import numpy as np
 import ray
 
 from synthloom.pipeline.builtins import ExactDedup
+from synthloom.pipeline.ray_workers import await_ref
 from synthloom.pipeline.step import Rejected, Step
 from synthloom.quality.minhash import (
     MinHasher,
@@ -42,7 +43,7 @@ def has_distributed_version(step: Step) -> bool:
 
 
 async def _wait(refs: list[Any]) -> list[Any]:
-    return list(await asyncio.gather(*(asyncio.wrap_future(r.future()) for r in refs)))
+    return list(await asyncio.gather(*(await_ref(r) for r in refs)))
 
 
 def _chunks(rows: list[Row], size: int) -> list[tuple[int, list[Row]]]:

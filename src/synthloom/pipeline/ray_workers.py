@@ -49,6 +49,21 @@ async def execute_part(step: Step, index: int, rows: list[Row], info: RunInfo,
     return kept, rejected, stats
 
 
+async def await_ref(ref: Any) -> Any:
+    """The value of a Ray ObjectRef; a remote exception is re-raised as the original error.
+
+    `ObjectRef.future()` works for a direct driver and for Ray Client (ray://) connections.
+    Unwrapping RayTaskError keeps errors one line (ModelError, ConfigError ...) as on the local executor.
+    """
+    try:
+        return await asyncio.wrap_future(ref.future())
+    except ray.exceptions.RayTaskError as e:
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, Exception):
+            raise cause from None
+        raise
+
+
 @ray.remote
 def cpu_part(step: Step, index: int, rows: list[Row], info: RunInfo) -> PartResult:
     """A step without models on one shard (or a whole global stage) as a plain Ray task."""

@@ -250,9 +250,10 @@ class Debate(Step):
                     log, f"{self.name}/open_{'ab'[i]}")
                 for i, role in enumerate(self.debaters)))
             solutions = [o.choices[0].text.strip() for o in openings]
-            answers = [_final_answer(s) for s in solutions]
-            if answers[0] is None or answers[1] is None:
-                return Rejected("no_answer", row, f"a debater gave no final answer: {answers}")
+            extracted = [_final_answer(s) for s in solutions]
+            if extracted[0] is None or extracted[1] is None:
+                return Rejected("no_answer", row, f"a debater gave no final answer: {extracted}")
+            answers = [extracted[0], extracted[1]]
             transcript = [{"round": 0, "speaker": side, "text": sol} for side, sol in zip("AB", solutions)]
             winner, reply = await self._argue_and_judge(row, ctx, log, question, answers, transcript)
         except InvalidRequestError as e:

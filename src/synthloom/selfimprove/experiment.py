@@ -25,9 +25,9 @@ from synthloom.selfimprove.loop import LoopConfig
 from synthloom.selfimprove.train import TrainConfig
 
 # Sized for a shared 2-core CPU: the whole run takes tens of minutes there.
-FULL = {"sizes": [0, 16, 32, 64, 128, 256], "heldout": 100, "problems": 32, "iterations": 2, "samples": 4,
+FULL: dict[str, Any] = {"sizes": [0, 16, 32, 64, 128, 256], "heldout": 100, "problems": 32, "iterations": 2, "samples": 4,
         "steps": 24}
-QUICK = {"sizes": [0, 8, 16], "heldout": 12, "problems": 6, "iterations": 1, "samples": 2, "steps": 2}
+QUICK: dict[str, Any] = {"sizes": [0, 8, 16], "heldout": 12, "problems": 6, "iterations": 1, "samples": 2, "steps": 2}
 TRAIN: dict[str, Any] = {"epochs": 2.0, "min_steps": 4, "batch_size": 8, "lr": 2e-3, "lora_r": 16, "lora_alpha": 32,
                          "top_layers": 12, "max_length": 128}
 

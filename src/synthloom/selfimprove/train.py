@@ -162,7 +162,7 @@ def train_lora(base_model: Any, tokenizer: Any, examples: list[Example], config:
             log(f"step {step + 1}/{steps} loss {losses[-1]:.4f}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    model.save_pretrained(str(out))
     result = TrainResult(str(out), steps, len(examples), round(time.perf_counter() - started, 2), losses,
                          fingerprint)
     (out / META_FILE).write_text(json.dumps({"config": config.model_dump(), **result.to_json()}, indent=1))
