@@ -6,7 +6,8 @@ BIN    := $(VENV)/bin
 WHEELS ?= $(HOME)/.cache/synthloom/wheels
 LLAMA_CPP_VERSION ?= 0.3.36
 APT_PACKAGES := bubblewrap chromium
-DEMO_ARGS ?= --limit 6 -o per_topic=2 --out runs/demo
+DEMO_RECIPE ?= metamath
+DEMO_ARGS ?= -o num_seeds=6 -o max_depth=1 -o samples=2 --out runs/demo
 
 .PHONY: install system-deps llama-wheel demo test bench lint clean
 
@@ -44,10 +45,12 @@ system-deps:
 	fi
 
 demo: install
-	$(BIN)/synthloom run instruct $(DEMO_ARGS)
+	$(BIN)/synthloom run $(DEMO_RECIPE) $(DEMO_ARGS)
 
+# OMP_WAIT_POLICY=PASSIVE: tests run several llama.cpp engines at once (servers + in-process);
+# spinning OpenMP threads would starve each other on 2 cores.
 test: install system-deps
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install system-deps
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
