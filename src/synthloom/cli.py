@@ -60,6 +60,10 @@ def run(
     max_cost: Optional[float] = typer.Option(None, help="stop (resumably) once this many USD are spent (needs --prices)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="estimate requests, tokens, cost and time; write no dataset"),
     report: bool = typer.Option(True, help="write report.html at the end of the run"),
+    executor: str = typer.Option("local", help="local or ray"),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join (auto, HOST:PORT, ray://...); "
+                                              "default: start a local one"),
+    ray_workers: int = typer.Option(2, help="model-step actors on Ray"),
 ) -> None:
     """Run a recipe and write the dataset, its card and stats into a run directory."""
     from synthloom.pipeline.runner import RunOptions, run_pipeline_async
@@ -103,8 +107,18 @@ def run(
         loop.add_signal_handler(signal.SIGINT, on_sigint)
         loop.add_signal_handler(signal.SIGTERM, lambda: executor.request_stop("terminated"))
 
+    if executor not in ("local", "ray"):
+        raise BadInputError(f"--executor must be local or ray, not {executor!r}")
     with progress:
-        result = asyncio.run(run_pipeline_async(pipeline, opts, on_event=progress.on_event, executor_hook=hook))
+        if executor == "ray":
+            from synthloom.pipeline.ray_executor import RayOptions, run_pipeline_ray
+
+            result = asyncio.run(run_pipeline_ray(pipeline, opts, RayOptions(address=ray_address,
+                                                                             model_workers=ray_workers),
+                                                  on_event=progress.on_event, executor_hook=hook))
+        else:
+            result = asyncio.run(run_pipeline_async(pipeline, opts, on_event=progress.on_event,
+                                                    executor_hook=hook))
     stats = result.stats
     _print_funnel(stats)
     files = ", ".join(str(p) for p in result.data_files)

@@ -28,6 +28,7 @@ __all__ = ["EmbeddedModel", "LogitsProcessor", "physical_cores"]
 
 _KNOWN_OPTIONS = (
     "model_path", "n_ctx", "n_slots", "n_threads", "n_batch", "batch_invariant", "ignore_eos", "logits_processors",
+    "watermark_key_env", "watermark_gamma", "watermark_delta", "watermark_context",
 )
 
 
@@ -70,13 +71,19 @@ class EmbeddedModel:
         batch_invariant: bool = True,
         ignore_eos: bool = False,
         logits_processors: Sequence[LogitsProcessor] = (),
+        watermark_key_env: str | None = None,
+        watermark_gamma: float = 0.25,
+        watermark_delta: float = 2.0,
+        watermark_context: int = 1,
         **unknown: Any,
     ) -> None:
         """`n_ctx` is the total number of KV cells. With `batch_invariant` (the default) each of the
         `n_slots` slots owns n_ctx // n_slots of them, and a request's text never depends on what
         else is in the batch; without it all slots share one pool (a single request may use all of
         it) but outputs then vary slightly with the batch. `ignore_eos` keeps generating to
-        max_tokens (benchmarks). `logits_processors` edit each sequence's logits before sampling."""
+        max_tokens (benchmarks). `logits_processors` edit each sequence's logits before sampling.
+        `watermark_key_env` names an environment variable holding a secret key: every completion
+        then carries a green-list watermark (see docs/watermark.md); only its key id is exposed."""
         if unknown:
             raise ConfigError(
                 f"unknown embedded model option(s): {', '.join(sorted(unknown))}; "
@@ -106,7 +113,20 @@ class EmbeddedModel:
             bos_token=self._file.special_text(int(_vocab_token(self._file, "bos"))),
             eos_token=self._file.special_text(int(_vocab_token(self._file, "eos"))),
         )
-        self.engine = EmbeddedEngine(self._file, opts, logits_processors)
+        processors = list(logits_processors)
+        self.watermark = None
+        if watermark_key_env:
+            from synthloom.watermark import GreenListProcessor, WatermarkScheme
+
+            self.watermark = WatermarkScheme.from_env(
+                str(watermark_key_env), n_vocab=self._file.n_vocab,
+                gamma=float(watermark_gamma), delta=float(watermark_delta), context_width=watermark_context,
+            )
+            processors.append(GreenListProcessor(self.watermark))
+            # watermarked text differs from plain text: keep caches keyed by identity apart
+            wm = self.watermark
+            self.identity += f"+wm:{wm.key_id}:g{wm.gamma:g}:d{wm.delta:g}:c{wm.context_width}"
+        self.engine = EmbeddedEngine(self._file, opts, processors)
         self.options = opts
         self._closed = False
         # stop the engine thread before interpreter teardown (or when the model is dropped) so

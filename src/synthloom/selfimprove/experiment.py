@@ -25,9 +25,10 @@ from synthloom.selfimprove.loop import LoopConfig
 from synthloom.selfimprove.train import TrainConfig
 
 # Sized for a shared 2-core CPU: the whole run takes tens of minutes there.
-FULL: dict[str, Any] = {"sizes": [0, 16, 32, 64, 128, 256], "heldout": 100, "problems": 32, "iterations": 2, "samples": 4,
-        "steps": 24}
-QUICK: dict[str, Any] = {"sizes": [0, 8, 16], "heldout": 12, "problems": 6, "iterations": 1, "samples": 2, "steps": 2}
+FULL: dict[str, Any] = {"sizes": [0, 16, 32, 64, 128, 256], "heldout": 100, "problems": 24, "iterations": 2,
+                        "samples": 4, "steps": 24, "improve_heldout": 50, "max_new_tokens": 40}
+QUICK: dict[str, Any] = {"sizes": [0, 8, 16], "heldout": 12, "problems": 6, "iterations": 1, "samples": 2, "steps": 2,
+                         "improve_heldout": 12, "max_new_tokens": 32}
 TRAIN: dict[str, Any] = {"epochs": 2.0, "min_steps": 4, "batch_size": 8, "lr": 2e-3, "lora_r": 16, "lora_alpha": 32,
                          "top_layers": 12, "max_length": 128}
 
@@ -49,9 +50,11 @@ def run_experiment(out: Path, quick: bool = False, threads: int = 1, seed: int =
     if "improve" in parts:
         log("== ReST-EM / STaR ==")
         loop = LoopConfig(iterations=plan["iterations"], samples_per_problem=plan["samples"], cap_per_problem=2,
-                          eval_k=plan["samples"], patience=plan["iterations"], seed=seed)
+                          eval_k=plan["samples"], patience=plan["iterations"], max_new_tokens=plan["max_new_tokens"],
+                          seed=seed)
         train = TrainConfig(**{**TRAIN, "epochs": 100.0, "min_steps": 1}, max_steps=plan["steps"], seed=seed)
-        reports = improve(out / "improve", n_train=plan["problems"], n_heldout=plan["heldout"], loop=loop,
+        # the held-out set is the first `improve_heldout` problems of the scale study's held-out set
+        reports = improve(out / "improve", n_train=plan["problems"], n_heldout=plan["improve_heldout"], loop=loop,
                           train=train, threads=threads, log=log)
         results["improve"] = [r.to_json() for r in reports]
     # parts may run separately (even in parallel processes): merge into what is on disk now

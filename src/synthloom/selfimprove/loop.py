@@ -65,8 +65,10 @@ def _keep_capped(problem: Problem, texts: list[str], cap: int, rng: random.Rando
 
 
 def _mentions_hint(text: str) -> bool:
-    # a rationale that cites the hint ("as the hint says...") would teach an answer with no reason
-    return "hint" in text.lower()
+    # a rationale that cites or echoes the hint ("as the hint says", "the correct answer is 7")
+    # would teach stating an answer with no reason
+    lowered = text.lower()
+    return "hint" in lowered or "correct answer" in lowered
 
 
 def collect(policy: Policy, problems: list[Problem], config: LoopConfig, iteration: int) -> Collected:
