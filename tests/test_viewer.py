@@ -242,7 +242,9 @@ def test_review_in_chromium_survives_killed_server(runs, tmp_path):
                 page.click("#apply")
                 other = kept[0]
                 page.locator(f'#rows tr.row[data-key="{other[META]["id"]}"]').click()
-                page.locator('#detail-columns textarea[data-col="output"]').fill("An expert-corrected answer.")
+                editor = page.locator('#detail-columns textarea[data-col="output"]')
+                expect(editor).to_have_value(str(other["output"]))  # the pane shows the clicked row
+                editor.fill("An expert-corrected answer.")
                 page.fill("#comment", "rewrote")
                 page.click("#save-edit")
                 expect(page.locator("#saved")).to_contain_text("saved: edit by dr-house")

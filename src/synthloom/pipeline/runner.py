@@ -265,9 +265,16 @@ def _write_report_safely(run_dir: Path) -> None:
 
 def provenance_label(pipeline: Pipeline, models: dict[str, Any]) -> dict[str, Any]:
     """The machine-readable "this is synthetic" label carried by every exported file."""
+    watermarks = {}
+    for role, m in models.items():
+        scheme = getattr(getattr(m, "inner", m), "watermark", None)
+        if scheme is not None:
+            watermarks[role] = scheme.describe()  # key id and public parameters, never the key
+    key_ids = sorted({w.get("key_id") for w in watermarks.values() if w.get("key_id")})
     return {"synthetic": True, "generator": "synthloom", "version": __version__, "recipe": pipeline.name,
             "models": {role: getattr(m, "identity", str(m)) for role, m in models.items()},
-            "watermark_key_id": pipeline.options.get("watermark_key_id")}
+            "watermark_key_id": ",".join(key_ids) or pipeline.options.get("watermark_key_id"),
+            "watermarks": watermarks}
 
 
 def stamp_labels(rows: list[Row], label: dict[str, Any]) -> None:

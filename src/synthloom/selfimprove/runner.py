@@ -79,7 +79,9 @@ def scale_study(out_dir: Path, sizes: list[int], n_heldout: int = 100, train: Tr
             adapter = out_dir / f"n-{n}" / "adapter"
             result = train_lora(model, tokenizer, examples[:n], config, adapter, log=log)
             policy, steps = load_adapter(model, tokenizer, adapter, batch_size), result.steps
-        summary, _rows = evaluate(policy, heldout, k=0, max_new_tokens=max_new_tokens)
+        summary, rows = evaluate(policy, heldout, k=0, max_new_tokens=max_new_tokens)
+        (out_dir / f"n-{n}").mkdir(parents=True, exist_ok=True)
+        (out_dir / f"n-{n}" / "heldout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         return {"pass@1": summary["pass@1"], "steps": steps, "seconds": round(time.perf_counter() - started, 1)}
 
     return run_scale_study(sizes, measure, out_dir, log)
