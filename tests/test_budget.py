@@ -74,3 +74,32 @@ def test_dry_run_estimates_and_its_calls_are_not_paid_again(tmp_path: Path):
                  for u in stats["usage"].values())
     assert 0.7 * actual <= estimated_tokens <= 1.3 * actual
     assert os.path.exists(out / "cache.sqlite")
+
+
+def test_ctrl_c_stops_gracefully_and_the_run_resumes(tmp_path: Path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    recipe, data = setup(tmp_path, n=40)
+    out = tmp_path / "run"
+    with FakeOpenAIServer(delay=0.05) as server:
+        cmd = [sys.executable, "-m", "synthloom.cli", "run", str(recipe), "--input", str(data), "--out", str(out),
+               "--shards-in-flight", "1", "--model", f"generator=openai:{server.url}#fake", "--no-report"]
+        proc = subprocess.Popen(cmd, env={**os.environ, **env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("steps/*-answer/part-*.parquet"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err
+        assert "interrupted" in err and "resume" in err
+        partial = read_jsonl(out / "data" / "train.jsonl")  # a valid dataset of the finished rows
+        assert 0 < len(partial) < 40
+        again = run_cli("run", str(recipe), "--input", str(data), "--out", str(out), "--shards-in-flight", "1",
+                        "--model", f"generator=openai:{server.url}#fake", "--no-report", env=env())
+        assert again.returncode == 0, again.stderr
+        assert len(read_jsonl(out / "data" / "train.jsonl")) == 40
+        assert max(server.by_fingerprint.values()) == 1 and server.received == 80

@@ -225,3 +225,19 @@ def test_commands_register_and_validate_sizes():
     assert all(c in runner.invoke(app, ["--help"]).output for c in ("train", "improve", "scale-study"))
     bad = runner.invoke(app, ["scale-study", "--sizes", "10,x"])
     assert bad.exit_code != 0 and "comma-separated integers" in bad.output
+
+
+def test_training_examples_from_jsonl_accept_three_shapes(tmp_path: Path):
+    from synthloom.errors import BadInputError
+    from synthloom.selfimprove.train import read_jsonl_examples
+
+    path = tmp_path / "d.jsonl"
+    rows = [{"prompt": "P", "completion": "C"}, {"instruction": "I", "output": "O"},
+            {"question": "What is 1 + 1?", "solution": "1 + 1 = 2.\nThe answer is 2."}]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    got = read_jsonl_examples(path)
+    assert [(e.prompt, e.completion) for e in got[:2]] == [("P", "C"), ("I", "O")]
+    assert got[2].prompt == user_prompt("What is 1 + 1?")  # plain questions get the evaluation prompt
+    path.write_text(json.dumps({"prompt": "only a prompt"}))
+    with pytest.raises(BadInputError, match="row 0"):
+        read_jsonl_examples(path)
