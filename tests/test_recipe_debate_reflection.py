@@ -48,8 +48,15 @@ async def test_debate_runs_rounds_over_a_shared_transcript_and_the_judge_picks_t
     assert (apples["answer_a"], apples["answer_b"]) == ("7", "8")
     assert [(t["round"], t["speaker"]) for t in apples["transcript"]] == [(0, "A"), (0, "B"), (1, "A"), (1, "B"),
                                                                            (2, "A"), (2, "B")]
-    assert apples["winner"] == "B" and apples["label"] == "8" and apples["response"] == "The answer is 8."
-    assert apples["_meta"]["verdicts"]["debate_judge"]["ok"] is False  # the judge was fooled: recorded
+    # the judge always answers "B" (the second position shown); the order shown is seeded-random, so
+    # "B" means debater B unless the debaters were swapped for this row
+    expected = "A" if apples["judge_swapped"] else "B"
+    assert apples["winner"] == expected and apples["label"] == {"A": "7", "B": "8"}[expected]
+    assert apples["response"] == f"The answer is {apples['label']}."
+    assert apples["_meta"]["verdicts"]["debate_judge"]["ok"] is (expected == "A")  # judge accuracy recorded
+    judge_prompt = judge.requests[0].messages[-1]["content"]
+    first_shown = "7" if not apples["judge_swapped"] else "8"
+    assert f"Debater A says the answer is {first_shown}." in judge_prompt
     # B's round-2 argument was written after seeing A's round-2 argument
     b_round2 = [r.messages[-1]["content"] for r in b.requests if "You are debater B" in r.messages[-1]["content"]][-1]
     assert "A: Argument from A." in b_round2 and b_round2.count("B: Argument from B.") == 1
@@ -57,6 +64,17 @@ async def test_debate_runs_rounds_over_a_shared_transcript_and_the_judge_picks_t
     pens = rows["10"]
     assert pens["winner"] == "agree" and len(pens["transcript"]) == 2 and pens["label"] == "10"
     assert judge.calls == 1
+
+
+async def test_debate_judge_order_is_randomised_per_row(tmp_path):
+    a, b = ScriptedModel(debater("7", "1")), ScriptedModel(debater("8", "2"))
+    path = tmp_path / "many.jsonl"
+    path.write_text("\n".join(json.dumps({"question": f"Q{i}: apples?", "answer": "7"}) for i in range(12)))
+    result = await run_pipeline_async(debate.build(debate.Options(rounds=0)), RunOptions(out=tmp_path / "run", input_path=path),
+                                      models={"debater_a": a, "debater_b": b, "judge": ScriptedModel(["A"])})
+    swaps = [r["judge_swapped"] for r in result.rows]
+    assert len(swaps) == 12 and 0 < sum(swaps) < 12
+    assert all(r["winner"] == ("B" if r["judge_swapped"] else "A") for r in result.rows)
 
 
 async def test_debate_unparseable_judge_is_rejected_with_a_reason(tmp_path):

@@ -34,11 +34,17 @@ def script(request):
     if text.endswith("Reply with Yes or No."):
         # the judge: the Angel Falls answer below invents a height the passage does not give
         return "No" if "979" in text else "Yes"
-    if "[c1]" in text.split("Passages:")[-1] and "Lake Baikal" in text.split("Passages:")[-1].split("\n")[1]:
-        return " How deep is Lake Baikal?\nAnswer: It is about 1,642 metres deep [c1]."
-    if "Mount Kosciuszko" in text.split("Passages:")[-1].split("\n")[1]:
-        return " What is the highest mountain in mainland Australia?\nAnswer: Mount Kosciuszko, 2,228 metres tall."
-    return " How tall is Angel Falls?\nAnswer: Angel Falls is 979 metres tall [c3]."
+    if text.endswith("Reply with the question only."):
+        topic = text.split('about "')[1].split('"')[0]
+        return {"Lake Baikal": "Question: How deep is Lake Baikal?\nIt is deep.",
+                "Mount Kosciuszko": "What is the highest mountain in mainland Australia?",
+                "Angel Falls": "**Question:** How tall is Angel Falls?"}[topic]
+    question = text.rsplit("\n", 1)[1]
+    if "Baikal" in question:
+        return "It is about 1,642 metres deep [c1] [c9]."  # c9 was not retrieved: not a citation
+    if "Australia" in question:
+        return "Mount Kosciuszko, 2,228 metres tall."
+    return "Angel Falls is 979 metres tall [c3]."
 
 
 async def test_rows_cite_retrieved_passages_and_carry_a_faithfulness_verdict(tmp_path):
@@ -49,6 +55,7 @@ async def test_rows_cite_retrieved_passages_and_carry_a_faithfulness_verdict(tmp
     by_topic = {r["topic"]: r for r in result.rows}
     assert set(by_topic) == {"Lake Baikal", "Mount Kosciuszko"}
     baikal = by_topic["Lake Baikal"]
+    assert baikal["question"] == "How deep is Lake Baikal?"  # label stripped, first line only
     assert baikal["citations"] == ["c1"] and baikal["citation_source"] == "model"
     assert baikal["answer"] == "It is about 1,642 metres deep."  # citation markers removed from the text
     assert baikal["_meta"]["verdicts"]["faithfulness"]["ok"] is True
@@ -89,11 +96,12 @@ async def test_rag_end_to_end_on_the_embedded_model(tmp_path):
     from synthloom.llm.embedded import EmbeddedModel
 
     model = EmbeddedModel(n_slots=4, n_ctx=4096, n_threads=1)
-    pipeline = rag.build(rag.Options(num_topics=3, k=2, max_tokens=48, keep_unfaithful=True))
+    pipeline = rag.build(rag.Options(num_topics=4, k=2, max_tokens=48, keep_unfaithful=True))
     result = await run_pipeline_async(pipeline, RunOptions(out=tmp_path / "run"),
                                       models={"generator": model, "judge": model})
     funnel = {s["step"]: s for s in result.stats["funnel"]}
-    assert funnel["retrieve"]["rows_out"] == 3
+    assert funnel["retrieve"]["rows_out"] == 4
+    assert result.rows, f"no row survived: {[(s['step'], s['rejected']) for s in result.stats['funnel']]}"
     for row in result.rows:  # whatever the small model wrote, each kept row cites retrieved passages
         assert row["citations"] and all(c.startswith("wiki-") for c in row["citations"])
         assert row["_meta"]["verdicts"]["faithfulness"]["ok"] in (True, False)

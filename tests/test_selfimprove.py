@@ -241,3 +241,17 @@ def test_training_examples_from_jsonl_accept_three_shapes(tmp_path: Path):
     path.write_text(json.dumps({"prompt": "only a prompt"}))
     with pytest.raises(BadInputError, match="row 0"):
         read_jsonl_examples(path)
+
+
+def test_strict_answers_drop_samples_that_are_right_only_by_their_last_number():
+    class Rambler(FakePolicy):
+        def generate(self, prompts, n=1, temperature=0.0, max_new_tokens=48, seed=0):
+            return [["Two candles cost 2 and something else is 2", "1 + 1 = 2. The answer is 2."]
+                    for _ in prompts]
+
+    lenient = collect(Rambler("r", set()), problems()[:1], LoopConfig(samples_per_problem=2, cap_per_problem=5,
+                                                                      rationalize=False), 1)
+    strict = collect(Rambler("r", set()), problems()[:1], LoopConfig(samples_per_problem=2, cap_per_problem=5,
+                                                                     rationalize=False, strict_answers=True), 1)
+    assert len(lenient.examples) == 2
+    assert [e.completion for e in strict.examples] == ["1 + 1 = 2. The answer is 2."]

@@ -41,7 +41,7 @@ def build(options: Options) -> Pipeline:
         Debate(name="debate", rounds=options.rounds, temperature=options.temperature,
                max_tokens=options.max_tokens, argue_tokens=options.argue_tokens),
         Select(name="keep_columns", columns=["question", "answer", "answer_a", "answer_b", "winner", "label",
-                                             "response", "transcript"]),
+                                             "response", "transcript", "judge_swapped"]),
         FormatAs(name="format", format="alpaca", fields={"instruction": "question", "output": "response"},
                  keep_columns=True),
     ]

@@ -44,7 +44,8 @@ def search_backend(corpus: str | None) -> Any:
 
 
 def render_context(passages: list[dict[str, str]]) -> str:
-    return "\n".join(f"[{p['id']}] {p['title']}: {p['text']}".replace("]  :", "]:") for p in passages)
+    return "\n".join(f"[{p['id']}] {p['title']}: {p['text']}" if p["title"] else f"[{p['id']}] {p['text']}"
+                     for p in passages)
 
 
 # ---------------------------------------------------------------- RAG
@@ -232,7 +233,8 @@ class Debate(Step):
         return {self.question} | ({self.gold} if self.gold else set())
 
     def output_columns(self, available: set[str]) -> set[str]:
-        return available | {"answer_a", "answer_b", "transcript", "winner", "label", "response", "judge_reply"}
+        return available | {"answer_a", "answer_b", "transcript", "winner", "label", "response", "judge_reply",
+                             "judge_swapped"}
 
     def model_roles(self) -> set[str]:
         return {*self.debaters, self.judge}
@@ -255,7 +257,7 @@ class Debate(Step):
                 return Rejected("no_answer", row, f"a debater gave no final answer: {extracted}")
             answers = [extracted[0], extracted[1]]
             transcript = [{"round": 0, "speaker": side, "text": sol} for side, sol in zip("AB", solutions)]
-            winner, reply = await self._argue_and_judge(row, ctx, log, question, answers, transcript)
+            winner, reply, swapped = await self._argue_and_judge(row, ctx, log, question, answers, transcript)
         except InvalidRequestError as e:
             return Rejected("invalid_request", row, str(e))
         if winner is None:
@@ -263,7 +265,7 @@ class Debate(Step):
         pick = 0 if winner in ("A", "agree") else 1
         new = ctx.derive(row, {"answer_a": answers[0], "answer_b": answers[1], "transcript": transcript,
                                "winner": winner, "label": answers[pick], "response": solutions[pick],
-                               "judge_reply": reply},
+                               "judge_reply": reply, "judge_swapped": swapped},
                          **log.meta(self._t["argue"].sha, {"rounds": self.rounds, "temperature": self.temperature}))
         if self.gold and row.get(self.gold) not in (None, ""):
             from synthloom.verify.math import answers_equal
@@ -273,11 +275,11 @@ class Debate(Step):
         return new
 
     async def _argue_and_judge(self, row: Row, ctx: StepContext, log: CallLog, question: str,
-                               answers: list[str], transcript: list[dict[str, Any]]) -> tuple[str | None, str]:
+                               answers: list[str], transcript: list[dict[str, Any]]) -> tuple[str | None, str, bool]:
         from synthloom.verify.math import answers_equal
 
         if answers_equal(answers[0], answers[1]):
-            return "agree", "debaters agree"
+            return "agree", "debaters agree", False
         for r in range(1, self.rounds + 1):
             for i, side in enumerate("AB"):  # sequential: B answers A's argument of the same round
                 prompt = self._t["argue"].render({"question": question, "side": side, "own_answer": answers[i],
@@ -286,11 +288,18 @@ class Debate(Step):
                     prompt, ctx.seed_for(row, 10 * r + i), temperature=self.temperature,
                     max_tokens=self.argue_tokens), log, f"{self.name}/r{r}_{side}")
                 transcript.append({"round": r, "speaker": side, "text": resp.choices[0].text.strip()})
-        prompt = self._t["judge"].render({"question": question, "answer_a": answers[0], "answer_b": answers[1],
-                                          "transcript": transcript[2:]})
+        # small judges favour a position: show the debaters in a seeded random order, map the pick back
+        swapped = ctx.seed_for(row, 998) % 2 == 1
+        relabel = {"A": "B", "B": "A"} if swapped else {"A": "A", "B": "B"}
+        shown = [{**turn, "speaker": relabel[turn["speaker"]]} for turn in transcript[2:]]
+        shown.sort(key=lambda turn: (turn["round"], turn["speaker"]))
+        first, second = (answers[1], answers[0]) if swapped else (answers[0], answers[1])
+        prompt = self._t["judge"].render({"question": question, "answer_a": first, "answer_b": second,
+                                          "transcript": shown})
         reply = (await ask(ctx, self.judge, user_request(prompt, ctx.seed_for(row, 999), temperature=0.0,
                                                          max_tokens=4), log, f"{self.name}/judge")).choices[0].text
-        return parse_choice(reply), reply.strip()
+        choice = parse_choice(reply)
+        return (relabel[choice] if choice else None), reply.strip(), swapped
 
 
 # ---------------------------------------------------------------- reflection

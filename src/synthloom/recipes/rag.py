@@ -2,7 +2,8 @@
 
 Topics (one per row) retrieve top-k passages from a local SQLite FTS5 index (`synthloom.eval.search.
 LocalSearch`: a user JSONL/text corpus, or the eval suite's bundled corpus). The generator writes a
-question (or instruction) and an answer from those passages only; `rag_cite` records which passage
+question (or instruction) about the topic from the passages, then, in a second call over the same
+passages, an answer that cites passage ids; `rag_cite` records which passage
 ids the answer relies on; a judge role decides whether the answer is supported by the cited passages
 (verdict `faithfulness`, plus the model-free `grounding` word-support verdict).
 """
@@ -22,11 +23,8 @@ from synthloom.recipes.registry import RecipeOptions
 NAME = "rag"
 DESCRIPTION = "RAG-grounded QA / instructions from a corpus (FTS5 retrieval); rows cite passage ids; judge checks faithfulness."
 
-PATTERNS = {
-    "qa": r"^\s*(?P<question>[^\n]+?)\s*\n+\s*Answer:\s*(?P<answer>.+?)\s*$",
-    "instruction": r"^\s*(?P<question>[^\n]+?)\s*\n+\s*Response:\s*(?P<answer>.+?)\s*$",
-}
-
+# first line of the reply, without an echoed "Question:"/"Instruction:" label
+QUESTION_PATTERN = r"^\s*(?:\**(?:question|instruction)\s*:\**\s*)?(?P<question>[^\n]{8,}?)\s*(?:\n|$)"
 
 class Options(RecipeOptions):
     corpus: str | None = Field(None, description="JSONL ({id, title, text}) or text corpus; default: bundled corpus")
@@ -62,12 +60,14 @@ def corpus_topics(corpus: str | None, n: int) -> list[dict]:
 
 
 def build(options: Options) -> Pipeline:
-    template = "rag_qa.j2" if options.task == "qa" else "rag_instruction.j2"
+    template = "rag_question.j2" if options.task == "qa" else "rag_instruction.j2"
     steps = [
         Retrieve(name="retrieve", query="topic", corpus=options.corpus, k=options.k),
-        ModelStep(name="generate", prompt=template, parse="regex", pattern=PATTERNS[options.task],
-                  temperature=options.temperature, max_tokens=options.max_tokens,
-                  stop=["\nQuestion:", "\nInstruction:", "\n\n\n"]),
+        # two calls, not one: a small model asked for "question + answer" rarely keeps the format
+        ModelStep(name="ask", prompt=template, parse="regex", pattern="(?i)" + QUESTION_PATTERN,
+                  temperature=options.temperature, max_tokens=48),
+        ModelStep(name="answer", prompt="rag_answer.j2", output="answer", temperature=0.0,
+                  max_tokens=options.max_tokens),
         Cite(name="cite", column="answer"),
         Faithfulness(name="faithfulness", keep_unfaithful=options.keep_unfaithful),
         Select(name="keep_columns", columns=["topic", "question", "answer", "citations", "citation_source",

@@ -78,6 +78,7 @@ def improve_command(
     samples: int = typer.Option(4, "-k", "--samples", help="solutions sampled per problem"),
     cap: int = typer.Option(2, help="most correct solutions kept per problem"),
     rationalize: bool = typer.Option(True, help="STaR: retry failures with the answer as a hint"),
+    strict_answers: bool = typer.Option(False, help="train only on samples that state 'The answer is N'"),
     max_steps: int = typer.Option(24, help="training steps of iteration 1 (grows 20%/iteration)"),
     top_layers: int = typer.Option(12, help="adapt only the last N decoder layers (0 = all)"),
     max_depth: int = typer.Option(1, help="problem difficulty (1 = one-step, small integers)"),
@@ -90,7 +91,7 @@ def improve_command(
     from synthloom.selfimprove.train import TrainConfig
 
     loop = LoopConfig(iterations=iterations, samples_per_problem=samples, cap_per_problem=cap,
-                      rationalize=rationalize, seed=seed)
+                      rationalize=rationalize, strict_answers=strict_answers, seed=seed)
     reports = improve(out, n_train=problems, n_heldout=heldout, loop=loop,
                       train=TrainConfig(epochs=100, max_steps=max_steps, lr=2e-3, top_layers=top_layers or None,
                                                    seed=seed), max_depth=max_depth,

@@ -19,8 +19,10 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
-def is_correct(text: str, answer: str) -> bool:
-    return bool(verify_answer(text, answer)["ok"])
+def is_correct(text: str, answer: str, strict: bool = False) -> bool:
+    """Answer matches gold. strict: only an explicit marker ("The answer is N") counts, never the
+    last number of a rambling text (which is right by luck often enough to poison training data)."""
+    return bool(verify_answer(text, answer, fallback_last_number=not strict)["ok"])
 
 
 def diversity(texts: list[str]) -> dict[str, float]:

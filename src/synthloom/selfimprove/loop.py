@@ -38,6 +38,8 @@ class LoopConfig(BaseModel):
     max_new_tokens: int = Field(48, ge=4)
     cap_per_problem: int = Field(2, ge=1, description="most correct solutions kept per problem")
     rationalize: bool = Field(True, description="STaR: retry failed problems with the answer as a hint")
+    strict_answers: bool = Field(False, description="keep training samples only if they state the answer with an "
+                                 "explicit marker (evaluation always allows the last-number fallback)")
     init_from: Literal["base", "previous"] = Field("base", description="base = STaR/ReST-EM; previous = ReST")
     step_growth: float = Field(1.2, ge=1.0, description="training steps multiplier per iteration (STaR)")
     eval_k: int = Field(4, ge=0, description="samples per held-out problem for pass@k (0 = greedy only)")
@@ -57,9 +59,9 @@ class Collected:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def _keep_capped(problem: Problem, texts: list[str], cap: int, rng: random.Random) -> list[str]:
+def _keep_capped(problem: Problem, texts: list[str], cap: int, rng: random.Random, strict: bool) -> list[str]:
     """Distinct correct solutions, at most `cap`, chosen at random (not the first ones)."""
-    correct = list(dict.fromkeys(t for t in texts if t.strip() and is_correct(t, problem.answer)))
+    correct = list(dict.fromkeys(t for t in texts if t.strip() and is_correct(t, problem.answer, strict)))
     rng.shuffle(correct)
     return correct[:cap]
 
@@ -82,7 +84,7 @@ def collect(policy: Policy, problems: list[Problem], config: LoopConfig, iterati
     solved_samples = 0
     for problem, texts in zip(problems, samples):
         solved_samples += sum(is_correct(t, problem.answer) for t in texts)
-        kept = _keep_capped(problem, texts, config.cap_per_problem, rng)
+        kept = _keep_capped(problem, texts, config.cap_per_problem, rng, config.strict_answers)
         if not kept:
             failed.append(problem)
         examples += [Example(user_prompt(problem.question), t, problem.id, "sample") for t in kept]
@@ -93,7 +95,7 @@ def collect(policy: Policy, problems: list[Problem], config: LoopConfig, iterati
                                  max_new_tokens=config.max_new_tokens, seed=seed + 1)
         for problem, texts in zip(failed, hinted):
             usable = [t for t in texts if not _mentions_hint(t)]
-            for text in _keep_capped(problem, usable, 1, rng):  # one rationale: hinted data is lower quality
+            for text in _keep_capped(problem, usable, 1, rng, config.strict_answers):  # one rationale: hinted data is lower quality
                 # the training prompt is the plain question: the hint is removed
                 examples.append(Example(user_prompt(problem.question), text, problem.id, "rationalised"))
                 rationalised += 1

@@ -216,17 +216,29 @@ def bwrap_launch(python: str, max_processes: int, scratch_bytes: int) -> WorkerL
             argv += ["--ro-bind", top, top]
     for path in HARMLESS_HOST_FILES:
         argv += ["--ro-bind-try", path, path]
-    for path in interpreter_paths(python):
-        if path != "/usr" and not path.startswith("/usr/"):
+    in_scratch = SANDBOX_SCRATCH + os.sep
+    paths = [p for p in interpreter_paths(python) if p != "/usr" and not p.startswith("/usr/")]
+    for path in paths:
+        if not path.startswith(in_scratch):
             argv += ["--ro-bind", path, path]
     argv += ["--proc", "/proc", "--dev", "/dev"]
     if _bwrap_supports(bwrap, "--size"):
         argv += ["--size", str(scratch_bytes)]
-    argv += ["--tmpfs", SANDBOX_SCRATCH, "--remount-ro", "/", "--chdir", SANDBOX_SCRATCH]
+    argv += ["--tmpfs", SANDBOX_SCRATCH]
+    # An interpreter under the scratch root (e.g. a venv in /tmp/...) is bound after the tmpfs,
+    # or the tmpfs would hide it; the worker never wipes those mounts.
+    keep = []
+    for path in paths:
+        if path.startswith(in_scratch):
+            argv += ["--ro-bind", path, path]
+            keep.append(path)
+    argv += ["--remount-ro", "/", "--chdir", SANDBOX_SCRATCH]
     for name, value in WORKER_ENV.items():
         argv += ["--setenv", name, value]
     argv += [python, "-I", "-c", worker_source(), "--scratch-root", SANDBOX_SCRATCH,
              "--wipe", "/dev/shm", "--pid-namespace", "--drop-caps"]
+    for path in sorted(set(keep)):
+        argv += ["--keep", path]
     launch = WorkerLaunch(argv=argv, env=dict(WORKER_ENV))
     if os.geteuid() == 0:
         launch.cgroup = PidsCgroup.create(max_processes + WORKER_OVERHEAD_PROCESSES)

@@ -256,9 +256,12 @@ def _run_snippet(request: dict[str, Any], nonce: str) -> NoReturn:
 
 
 class Worker:
-    def __init__(self, scratch_root: str, wipe_dirs: list[str], pid_namespace: bool, drop_caps: bool) -> None:
+    def __init__(self, scratch_root: str, wipe_dirs: list[str], pid_namespace: bool, drop_caps: bool,
+                 keep: list[str] | None = None) -> None:
         self.scratch_root = scratch_root
         self.wipe_dirs = [scratch_root, *wipe_dirs]
+        # read-only interpreter mounts that live under the scratch root (a venv in /tmp/...)
+        self.keep = {os.path.normpath(k) for k in keep or []}
         self.pid_namespaces = PidNamespaces() if pid_namespace else None
         self.drop_caps = drop_caps
 
@@ -351,19 +354,27 @@ class Worker:
 
     def _wipe(self) -> None:
         for directory in self.wipe_dirs:
-            try:
-                entries = os.listdir(directory)
-            except OSError:
+            self._wipe_dir(directory)
+
+    def _wipe_dir(self, directory: str) -> None:
+        """Delete everything in `directory` except read-only interpreter mounts (and the path to them)."""
+        try:
+            entries = os.listdir(directory)
+        except OSError:
+            return
+        for name in entries:
+            path = os.path.join(directory, name)
+            if path in self.keep:
                 continue
-            for name in entries:
-                path = os.path.join(directory, name)
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    try:
-                        os.unlink(path)
-                    except OSError:
-                        pass
+            if any(k.startswith(path + os.sep) for k in self.keep):
+                self._wipe_dir(path)  # a parent of a mount: clear its other contents
+            elif os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
     @staticmethod
     def _classify(outcome: dict[str, Any], request: dict[str, Any], nonce: str) -> dict[str, Any]:
@@ -418,6 +429,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wipe", action="append", default=[])
     parser.add_argument("--pid-namespace", action="store_true")
     parser.add_argument("--drop-caps", action="store_true")
+    parser.add_argument("--keep", action="append", default=[])
     args = parser.parse_args(argv)
     for name in PRELOADED_MODULES:
         __import__(name)
@@ -427,7 +439,7 @@ def main(argv: list[str] | None = None) -> None:
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     os.close(devnull)
-    worker = Worker(args.scratch_root, args.wipe, args.pid_namespace, args.drop_caps)
+    worker = Worker(args.scratch_root, args.wipe, args.pid_namespace, args.drop_caps, args.keep)
     if worker.pid_namespaces is not None:
         worker.pid_namespaces.fresh_for_next_fork()  # fail at start-up, not on the first snippet
     write_all(wire_out, encode_frame({"ready": True, "pid": os.getpid()}))
