@@ -10,6 +10,7 @@ from pydantic import PrivateAttr
 
 from synthloom.errors import ConfigError
 from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError
+from synthloom.pipeline.calls import CallLog, ask
 from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
 from synthloom.pipeline.templates import PromptTemplate
 from synthloom.records import Row, sha256_hex
@@ -155,11 +156,9 @@ class ModelStep(Step):
     async def _one(self, row: Row, model: Any, ctx: StepContext) -> Any:
         request = self.build_request(row, ctx)
         try:
-            response: ChatResponse = (await model.chat([request]))[0]
+            response: ChatResponse = await ask(ctx, self.model, request, CallLog(), self.name)
         except InvalidRequestError as e:
             return Rejected("invalid_request", row, str(e))
-        if ctx.usage is not None:
-            ctx.usage.record(model.identity, response.usage, response.cached)
         params = {"temperature": self.temperature, "top_p": self.top_p,
                   "max_tokens": self.max_tokens, "n": self.n}
         usage = {"prompt_tokens": response.usage.prompt_tokens,

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Literal
 import sacrebleu
 from pydantic import PrivateAttr
 
-from synthloom.alignment.calls import CallLog, ask, user_request
+from synthloom.pipeline.calls import CallLog, ask, user_request
 from synthloom.alignment.gamma import gamma_scores, importance, select, znorm
 from synthloom.errors import ConfigError
 from synthloom.io import write_text_atomic

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import PrivateAttr
 
-from synthloom.alignment.calls import CallLog, ask, user_request
+from synthloom.pipeline.calls import CallLog, ask, user_request
 from synthloom.alignment.constitution import Constitution, load_constitution
 from synthloom.alignment.soft_labels import (
     SoftLabel,

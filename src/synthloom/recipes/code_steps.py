@@ -43,7 +43,9 @@ from synthloom.codegen.instructions import (
     split_numbered,
 )
 from synthloom.errors import ConfigError
-from synthloom.llm.base import ChatRequest, InvalidRequestError
+from synthloom.llm.base import InvalidRequestError
+from synthloom.pipeline import calls
+from synthloom.pipeline.calls import CallLog, user_request
 from synthloom.pipeline.step import Rejected, Step, StepContext, StepKind, register_step
 from synthloom.pipeline.templates import PromptTemplate
 from synthloom.quality.rouge import NoveltyPool
@@ -72,20 +74,16 @@ class Answer:
 async def ask(ctx: StepContext, role: str, prompt: str, *, seed: int, temperature: float, top_p: float,
               max_tokens: int, stop: list[str] | None = None, prompt_sha: str = "") -> Answer:
     """One chat request through the run's cached model; usage is counted for the funnel."""
-    model = ctx.model(role)
-    request = ChatRequest(messages=[{"role": "user", "content": prompt}], temperature=temperature, top_p=top_p,
-                          max_tokens=max_tokens, stop=list(stop or []), seed=seed)
+    log = CallLog()
+    request = user_request(prompt, seed, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                           stop=list(stop or []))
     try:
-        response = (await model.chat([request]))[0]
+        response = await calls.ask(ctx, role, request, log, role)
     except InvalidRequestError as e:
         return Answer("", "error", error=str(e))
-    if ctx.usage is not None:
-        ctx.usage.record(model.identity, response.usage, response.cached)
-    meta = {"model": model.identity, "prompt_sha": prompt_sha or sha256_hex(prompt)[:16], "seed": seed,
-            "params": {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens},
-            "usage": {"prompt_tokens": response.usage.prompt_tokens,
-                      "completion_tokens": response.usage.completion_tokens},
-            "synthetic": True}
+    params = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
+    meta = log.meta(prompt_sha or sha256_hex(prompt)[:16], params)
+    meta.pop("raw")  # code rows keep their text in columns; no second copy in _meta
     return Answer(response.text, response.choices[0].finish_reason if response.choices else "stop", meta)
 
 

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from pydantic import PrivateAttr
 
-from synthloom.alignment.calls import CallLog, ask, user_request
+from synthloom.pipeline.calls import CallLog, ask, user_request
 from synthloom.errors import BadInputError
 from synthloom.llm.base import InvalidRequestError
 from synthloom.pipeline.step import Rejected, Step, StepContext, StepKind, register_step

@@ -1,4 +1,6 @@
-"""Calling a model from inside a custom step: one request, usage counted, provenance kept.
+"""Calling a model from inside a step: one request, usage counted, provenance kept.
+
+The one way every step talks to a model (the model step included).
 
 Steps that make several dependent calls per row (critique then revision; candidates then their
 scores) cannot be a single `ModelStep`; they use `ask` so every call is still cached by the
