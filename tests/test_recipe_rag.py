@@ -17,8 +17,10 @@ from synthloom.recipes.loop_steps import (
 )
 
 CORPUS = [
-    {"id": "c1", "title": "Lake Baikal", "text": "Lake Baikal in Siberia is the deepest lake in the world, about 1,642 metres deep."},
-    {"id": "c2", "title": "Mount Kosciuszko", "text": "Mount Kosciuszko is the highest mountain in mainland Australia, 2,228 metres tall."},
+    {"id": "c1", "title": "Lake Baikal",
+     "text": "Lake Baikal in Siberia is the deepest lake in the world, about 1,642 metres deep."},
+    {"id": "c2", "title": "Mount Kosciuszko",
+     "text": "Mount Kosciuszko is the highest mountain in mainland Australia, 2,228 metres tall."},
     {"id": "c3", "title": "Angel Falls", "text": "Angel Falls in Venezuela is the highest uninterrupted waterfall in the world."},
 ]
 

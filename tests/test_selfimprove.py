@@ -177,7 +177,7 @@ def test_tiny_lora_run_trains_saves_and_reloads_an_adapter(base_model, tmp_path:
     train, heldout = problem_sets(8, 2, seed=1)
     config = TrainConfig(max_steps=3, batch_size=4, lr=5e-3, max_length=96, lora_r=4, lora_alpha=8)
     result = train_lora(model, tokenizer, reference_examples(train), config, tmp_path / "adapter")
-    assert result.steps == 3 and len(result.losses) == 3 and all(l > 0 for l in result.losses)
+    assert result.steps == 3 and len(result.losses) == 3 and all(loss > 0 for loss in result.losses)
     assert (tmp_path / "adapter" / "adapter_config.json").exists()
     assert json.loads((tmp_path / "adapter" / META_FILE).read_text())["steps"] == 3
     assert weights_fingerprint(model) == before  # the base model is never modified
@@ -255,3 +255,15 @@ def test_strict_answers_drop_samples_that_are_right_only_by_their_last_number():
                                                                      rationalize=False, strict_answers=True), 1)
     assert len(lenient.examples) == 2
     assert [e.completion for e in strict.examples] == ["1 + 1 = 2. The answer is 2."]
+
+
+def test_fresh_problems_give_each_iteration_unseen_problems():
+    more = problems() + [Problem("p4", "5 + 5 = ?", "10"), Problem("p5", "6 + 1 = ?", "7"),
+                         Problem("p6", "2 + 2 = ?", "4")]
+    everything = {p.question for p in more}
+    base = FakePolicy("base", solves=everything)
+    trainer = FakeTrainer([FakePolicy("it1", solves=everything), FakePolicy("it2", solves=everything)])
+    run_loop(base, trainer, more, more[:1], LoopConfig(iterations=2, cap_per_problem=1, eval_k=0, patience=5,
+                                                       fresh_problems=True))
+    seen = [{e.problem_id for e in call["examples"]} for call in trainer.calls]
+    assert seen == [{"p1", "p2", "p3"}, {"p4", "p5", "p6"}]

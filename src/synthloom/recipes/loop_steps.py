@@ -28,7 +28,9 @@ from synthloom.pipeline.templates import PromptTemplate
 from synthloom.records import Row, add_verdict
 
 _WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset(["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "were", "which", "who", "with", "what", "when", "where", "how", "did", "does", "do"])
+_STOP = frozenset(["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "is", "it",
+                   "its", "of", "on", "or", "that", "the", "this", "to", "was", "were", "which", "who", "with",
+                   "what", "when", "where", "how", "did", "does", "do"])
 
 
 def content_words(text: str) -> set[str]:

@@ -79,6 +79,7 @@ def improve_command(
     cap: int = typer.Option(2, help="most correct solutions kept per problem"),
     rationalize: bool = typer.Option(True, help="STaR: retry failures with the answer as a hint"),
     strict_answers: bool = typer.Option(False, help="train only on samples that state 'The answer is N'"),
+    fresh_problems: bool = typer.Option(False, help="new training problems every iteration (never resample seen ones)"),
     max_steps: int = typer.Option(24, help="training steps of iteration 1 (grows 20%/iteration)"),
     top_layers: int = typer.Option(12, help="adapt only the last N decoder layers (0 = all)"),
     max_depth: int = typer.Option(1, help="problem difficulty (1 = one-step, small integers)"),
@@ -91,7 +92,8 @@ def improve_command(
     from synthloom.selfimprove.train import TrainConfig
 
     loop = LoopConfig(iterations=iterations, samples_per_problem=samples, cap_per_problem=cap,
-                      rationalize=rationalize, strict_answers=strict_answers, seed=seed)
+                      rationalize=rationalize, strict_answers=strict_answers,
+                      fresh_problems=fresh_problems, seed=seed)
     reports = improve(out, n_train=problems, n_heldout=heldout, loop=loop,
                       train=TrainConfig(epochs=100, max_steps=max_steps, lr=2e-3, top_layers=top_layers or None,
                                                    seed=seed), max_depth=max_depth,

@@ -40,7 +40,8 @@ def evaluate(policy: Policy, problems: list[Problem], k: int = 0, temperature: f
     """(summary, per-problem rows). pass@1 is greedy; with k > 0, pass@k from k samples at `temperature`."""
     prompts = [user_prompt(p.question) for p in problems]
     greedy = [outs[0] for outs in policy.generate(prompts, n=1, temperature=0.0, max_new_tokens=max_new_tokens)]
-    rows: list[dict[str, Any]] = [{"id": p.id, "question": p.question, "answer": p.answer, "greedy": g, "correct": is_correct(g, p.answer)}
+    rows: list[dict[str, Any]] = [{"id": p.id, "question": p.question, "answer": p.answer, "greedy": g,
+                                   "correct": is_correct(g, p.answer)}
             for p, g in zip(problems, greedy)]
     summary: dict[str, Any] = {"n": len(problems), "pass@1": _mean([r["correct"] for r in rows]),
                                "greedy_diversity": diversity(greedy)}

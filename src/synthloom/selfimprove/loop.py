@@ -42,6 +42,8 @@ class LoopConfig(BaseModel):
                                  "explicit marker (evaluation always allows the last-number fallback)")
     init_from: Literal["base", "previous"] = Field("base", description="base = STaR/ReST-EM; previous = ReST")
     step_growth: float = Field(1.2, ge=1.0, description="training steps multiplier per iteration (STaR)")
+    fresh_problems: bool = Field(False, description="split the training pool into one disjoint slice per iteration, "
+                                 "so the E-step never samples problems the policy was trained on")
     eval_k: int = Field(4, ge=0, description="samples per held-out problem for pass@k (0 = greedy only)")
     patience: int = Field(1, ge=1, description="stop after this many iterations without a pass@1 gain")
     seed: int = 0
@@ -95,7 +97,8 @@ def collect(policy: Policy, problems: list[Problem], config: LoopConfig, iterati
                                  max_new_tokens=config.max_new_tokens, seed=seed + 1)
         for problem, texts in zip(failed, hinted):
             usable = [t for t in texts if not _mentions_hint(t)]
-            for text in _keep_capped(problem, usable, 1, rng, config.strict_answers):  # one rationale: hinted data is lower quality
+            # one rationale per problem: hinted data is lower quality than unaided samples
+            for text in _keep_capped(problem, usable, 1, rng, config.strict_answers):
                 # the training prompt is the plain question: the hint is removed
                 examples.append(Example(user_prompt(problem.question), text, problem.id, "rationalised"))
                 rationalised += 1
@@ -105,6 +108,15 @@ def collect(policy: Policy, problems: list[Problem], config: LoopConfig, iterati
              "rationalised": rationalised, "kept": len(examples), "problems_covered": per_problem,
              "train_diversity": diversity([e.completion for e in examples])}
     return Collected(examples, stats)
+
+
+def _pool(problems: list[Problem], config: LoopConfig, iteration: int) -> list[Problem]:
+    if not config.fresh_problems:
+        return problems
+    size = len(problems) // config.iterations
+    if size == 0:
+        raise ValueError(f"fresh_problems needs at least {config.iterations} training problems")
+    return problems[(iteration - 1) * size:iteration * size]
 
 
 @dataclass
@@ -131,7 +143,7 @@ def run_loop(base: Policy, trainer: Trainer, train_problems: list[Problem], held
     log(f"iteration 0 (base): held-out pass@1 {summary['pass@1']:.3f}")
     policy, best, stale = base, summary["pass@1"], 0
     for iteration in range(1, config.iterations + 1):
-        collected = collect(policy, train_problems, config, iteration)
+        collected = collect(policy, _pool(train_problems, config, iteration), config, iteration)
         log(f"iteration {iteration}: kept {collected.stats['kept']} solutions "
             f"({collected.stats['rationalised']} rationalised) from {len(train_problems)} problems")
         if not collected.examples:

@@ -49,6 +49,8 @@ def improve(out_dir: Path, n_train: int = 64, n_heldout: int = 100, loop: LoopCo
     from synthloom.selfimprove.model import load_base
 
     model, tokenizer = load_base(gguf_path, threads=threads)
+    if loop and loop.fresh_problems:
+        n_train *= loop.iterations  # n_train new problems for every iteration
     train_pool, heldout = problem_sets(n_train, n_heldout, seed=(loop.seed if loop else 0), max_depth=max_depth)
     out_dir.mkdir(parents=True, exist_ok=True)
     trainer = HFLoraTrainer(model, tokenizer, train or TrainConfig(), out_dir, batch_size, log)

@@ -79,15 +79,19 @@ def plot_scaling(sizes: list[int], accuracies: list[float], fit: PowerLaw | None
     positive = [n for n in sizes if n > 0]
     if fit and positive:
         xs = np.geomspace(min(positive), max(positive) * 2, 100)
-        ax.plot(xs, [100 * fit.accuracy(x) for x in xs], "-", color="#ff7f0e", label=f"fit: {fit.describe()}")
+        ys = np.array([100 * fit.accuracy(x) for x in xs])
+        shown = ys >= 0  # the fit is of the error; below zero accuracy it says nothing
+        ax.plot(xs[shown], ys[shown], "-", color="#ff7f0e", label=f"fit: {fit.describe()}")
     if 0 in sizes:
         ax.axhline(100 * accuracies[sizes.index(0)], color="grey", ls="--", lw=1, label="base model (n = 0)")
     ax.set_xscale("symlog", linthresh=max(1, min(positive) if positive else 1))
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("synthetic training examples (verified)")
     ax.set_ylabel("held-out accuracy (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     written = []
