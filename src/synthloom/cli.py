@@ -259,7 +259,8 @@ def _register_optional_commands() -> None:
     """Command groups that live with their subsystems."""
     import importlib
 
-    for module in ("synthloom.quality.commands", "synthloom.eval.commands", "synthloom.watermark.commands"):
+    for module in ("synthloom.quality.commands", "synthloom.eval.commands", "synthloom.watermark.commands",
+                   "synthloom.selfimprove.commands"):
         try:
             mod = importlib.import_module(module)
         except ImportError:

@@ -88,6 +88,7 @@ STEP_MODULES = (
     "synthloom.recipes.code_steps",
     "synthloom.recipes.cai_steps",
     "synthloom.recipes.bt_steps",
+    "synthloom.recipes.loop_steps",
 )
 
 

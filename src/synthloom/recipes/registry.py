@@ -25,6 +25,9 @@ BUILTIN_RECIPES = {
     "code_exec": "synthloom.recipes.code_exec",
     "constitutional": "synthloom.recipes.constitutional",
     "backtranslation": "synthloom.recipes.backtranslation",
+    "rag": "synthloom.recipes.rag",
+    "debate": "synthloom.recipes.debate",
+    "reflection": "synthloom.recipes.reflection",
 }
 
 
