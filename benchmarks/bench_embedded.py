@@ -52,12 +52,14 @@ async def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer, shorter requests (smoke run)")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: physical cores)")
+    ap.add_argument("--shared-kv", action="store_true",
+                    help="batch_invariant=False: one shared KV cache (faster, outputs depend on batch make-up)")
     args = ap.parse_args()
     n_req, n_tok, n_single, rounds = (16, 32, 4, 1) if args.quick else (32, 128, 8, 3)
     rounds = args.rounds or rounds
 
     # ignore_eos: every request generates exactly max_tokens, so both sides count the same work
-    model = EmbeddedModel(n_slots=16, n_threads=args.threads, ignore_eos=True)
+    model = EmbeddedModel(n_slots=16, n_threads=args.threads, ignore_eos=True, batch_invariant=not args.shared_kv)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"model {model.name}, threads {model.options.n_threads}, slots {model.options.n_slots}, "
