@@ -7,6 +7,7 @@ kept-rows bar of step i, `funnel-reject-<i>-<j>` its j-th reject-reason segment.
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Any, cast
 
 import matplotlib
@@ -27,7 +28,9 @@ def _style() -> Any:
 def _to_svg(fig: Figure) -> str:
     buf = io.StringIO()
     FigureCanvasSVG(fig)
-    with _style():
+    with _style(), warnings.catch_warnings():
+        # tiny charts (one step, one row) cannot satisfy constrained layout; bbox "tight" still fits them
+        warnings.filterwarnings("ignore", message="constrained_layout not applied")
         fig.savefig(buf, format="svg", bbox_inches="tight")
     svg = buf.getvalue()
     # Inline use: drop the XML prolog and DOCTYPE (the page's CSS caps the width).
