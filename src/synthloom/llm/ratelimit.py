@@ -233,15 +233,22 @@ class RetryPolicy:
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+def _plain_seconds(value: str) -> float | None:
+    """A bare number of seconds (never negative), or None if `value` is not one."""
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Retry-After is either delta-seconds or an HTTP date; None when absent or unparsable."""
     if not value:
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    seconds = _plain_seconds(value)
+    if seconds is not None:
+        return seconds
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -260,10 +267,9 @@ def parse_reset_duration(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    seconds = _plain_seconds(value)
+    if seconds is not None:
+        return seconds
     parts = _DURATION_PART.findall(value)
     if not parts:
         return None
