@@ -24,6 +24,7 @@ from synthloom.eval.judge import (
 )
 from synthloom.eval.search import LocalSearch
 from synthloom.llm.base import InvalidRequestError, Usage
+from synthloom.pipeline.calls import CallLog, ask
 from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
 from synthloom.records import Row
 
@@ -55,18 +56,16 @@ class JudgePairwise(Step):
         return {self.model}
 
     async def process(self, rows: list[Row], ctx: StepContext) -> list[Any]:
-        model = ctx.model(self.model)
         cfg = PairwiseConfig(labels=self.labels, top_logprobs=self.top_logprobs, seed=ctx.run_seed)
-        return list(await asyncio.gather(*(self._one(row, model, cfg, ctx) for row in rows)))
+        return list(await asyncio.gather(*(self._one(row, cfg, ctx) for row in rows)))
 
-    async def _one(self, row: Row, model: Any, cfg: PairwiseConfig, ctx: StepContext) -> Any:
+    async def _one(self, row: Row, cfg: PairwiseConfig, ctx: StepContext) -> Any:
         item = {"instruction": row[self.instruction], "output_1": row[self.baseline], "output_2": row[self.output]}
         request, swapped = pairwise_request(item, cfg)
         try:
-            response = (await model.chat([request]))[0]
+            response = await ask(ctx, self.model, request, CallLog(), self.name)
         except InvalidRequestError as e:
             return Rejected("invalid_request", row, str(e))
-        _record(ctx, model.identity, response.usage, response.cached)
         verdict = pairwise_verdict(response, swapped, cfg.labels)
         if verdict["preference"] is None:
             return Rejected("unparseable_judgment", row, repr(response.text[:200]))
@@ -95,16 +94,14 @@ class JudgeRubric(Step):
         return {self.model}
 
     async def process(self, rows: list[Row], ctx: StepContext) -> list[Any]:
-        model = ctx.model(self.model)
         cfg = RubricConfig(seed=ctx.run_seed)
 
         async def one(row: Row) -> Any:
             request = rubric_request({"instruction": row[self.instruction], "output": row[self.output]}, cfg)
             try:
-                response = (await model.chat([request]))[0]
+                response = await ask(ctx, self.model, request, CallLog(), self.name)
             except InvalidRequestError as e:
                 return Rejected("invalid_request", row, str(e))
-            _record(ctx, model.identity, response.usage, response.cached)
             score = parse_rating(response.text)
             if score is None:
                 return Rejected("unparseable_rating", row, repr(response.text[:200]))
