@@ -60,7 +60,10 @@ def main() -> None:
     ap.add_argument("--pages", type=int, default=24)
     ap.add_argument("--pool", type=int, default=4)
     ap.add_argument("--scenes", type=int, default=200)
+    ap.add_argument("--quick", action="store_true", help="8 pages, pool of 2, 50 scenes")
     args = ap.parse_args()
+    if args.quick:
+        args.pages, args.pool, args.scenes = 8, 2, 50
     pages = [synth_page(i).html for i in range(args.pages)]
     seq = asyncio.run(render_sequential(pages))
     pooled = asyncio.run(render_pool(pages, args.pool))

@@ -57,7 +57,10 @@ async def main() -> None:
     ap.add_argument("--tokens", type=int, default=200)
     ap.add_argument("--concurrent", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="2 rounds of 64-token generations")
     args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.tokens = 2, 64
     os.environ.setdefault("SYNTHLOOM_WM_KEY", "bench-secret-key-not-for-production")
     common = {"n_slots": args.concurrent, "n_ctx": 1024 * args.concurrent, "n_threads": args.threads, "ignore_eos": True}
     wm_model = EmbeddedModel(watermark_key_env="SYNTHLOOM_WM_KEY", **common)  # type: ignore[arg-type]
