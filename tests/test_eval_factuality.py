@@ -87,7 +87,7 @@ def test_bundled_corpus_and_bad_corpus(tmp_path):
     assert search.search("Who first reached the summit of Mount Everest?", 1)[0].title == "Mount Everest"
     bad = tmp_path / "c.jsonl"
     bad.write_text('{"text": "ok"}\nnot json\n')
-    with pytest.raises(BadInputError, match="line 2"):
+    with pytest.raises(BadInputError, match=r"c\.jsonl:2: invalid JSON"):
         LocalSearch.from_file(bad)
 
 

@@ -8,7 +8,6 @@ API: wrap a function that calls it (Serper, Bing, a company search service...) a
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 import threading
@@ -18,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from synthloom.io import read_rows
 from synthloom.errors import BadInputError, ConfigError
 
 
@@ -81,13 +81,15 @@ class LocalSearch:
         p = Path(path)
         if not p.is_file():
             raise BadInputError(f"corpus file {p} does not exist")
-        return cls(_read_corpus(p.read_text(encoding="utf-8"), p.suffix == ".jsonl", str(p)))
+        if p.suffix == ".jsonl":
+            return cls(read_rows(p, "jsonl"))
+        return cls(_paragraphs(p.read_text(encoding="utf-8")))
 
     @classmethod
     def bundled(cls) -> LocalSearch:
         """The small encyclopedic corpus shipped with synthloom (for tests and demos)."""
-        text = resources.files("synthloom.eval").joinpath("data/corpus.jsonl").read_text(encoding="utf-8")
-        return cls(_read_corpus(text, True, "bundled corpus"))
+        with resources.as_file(resources.files("synthloom.eval").joinpath("data/corpus.jsonl")) as path:
+            return cls(read_rows(path, "jsonl"))
 
     def search(self, query: str, k: int = 3) -> list[SearchResult]:
         match = fts_query(query)
@@ -104,21 +106,9 @@ class LocalSearch:
         self._db.close()
 
 
-def _read_corpus(text: str, jsonl: bool, where: str) -> list[dict[str, Any]]:
-    if not jsonl:
-        return [{"text": block.strip()} for block in re.split(r"\n\s*\n", text) if block.strip()]
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BadInputError(f"{where} line {n}: invalid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise BadInputError(f"{where} line {n}: expected an object with 'text'")
-        out.append(row)
-    return out
+def _paragraphs(text: str) -> list[dict[str, Any]]:
+    """A plain-text corpus: one document per blank-line-separated paragraph."""
+    return [{"text": block.strip()} for block in re.split(r"\n\s*\n", text) if block.strip()]
 
 
 class CallableSearch:
