@@ -277,3 +277,21 @@ def test_kill_9_the_driver_then_rerun_is_identical_and_pays_nothing_twice(tmp_pa
     a = [strip_volatile(r) for r in read_jsonl(out / "data" / "train.jsonl")]
     b = [strip_volatile(r) for r in read_jsonl(tmp_path / "clean" / "data" / "train.jsonl")]
     assert clean.complete and len(a) == 28 and a == b
+
+
+@pytest.mark.slow
+def test_cli_executor_ray_matches_the_local_cli_run(tmp_path: Path, ray_cluster):
+    from conftest import read_jsonl, run_cli
+
+    recipe, data = write_inputs(tmp_path, n=12)
+    with FakeOpenAIServer(responder=AnswerLog()) as server:
+        base = ["run", str(recipe), "--input", str(data), "--model", f"generator={spec(server.url)}", "--no-report"]
+        local = run_cli(*base, "--out", str(tmp_path / "local"), env={"OPENAI_API_KEY": ""})
+        on_ray = run_cli(*base, "--out", str(tmp_path / "ray"), "--executor", "ray",
+                         "--ray-address", ray_cluster.address, env={"OPENAI_API_KEY": ""})
+    assert local.returncode == 0, local.stderr
+    assert on_ray.returncode == 0, on_ray.stderr
+    rows = [strip_volatile(r) for r in read_jsonl(tmp_path / "ray" / "data" / "train.jsonl")]
+    assert rows and rows == [strip_volatile(r) for r in read_jsonl(tmp_path / "local" / "data" / "train.jsonl")]
+    bad = run_cli(*base, "--out", str(tmp_path / "x"), "--executor", "spark")
+    assert bad.returncode == 2 and "--executor must be local or ray" in bad.stderr
