@@ -6,6 +6,14 @@ llama_decode, then samples all sequences at once with numpy. A waiting job takes
 as a sequence finishes. `n>1` decodes the prompt once on the first slot and shares its KV cells with
 the other slots (llama_memory_seq_cp) before they sample.
 
+Prefix reuse: with per-slot KV streams (the batch-invariant default) a finished sequence leaves
+its prompt's cells in its slot. A new job takes the free slot whose kept prompt shares the
+longest prefix with its own and decodes only the rest, as llama.cpp's server does. When another
+slot holds (or is about to hold) a longer shared prefix, the job copies that slot's cells instead,
+waiting for a job still prefilling it if need be: jobs that arrive together with the same system
+prompt, template or few-shot examples decode the shared part once. Reused cells hold exactly what
+a fresh prefill would compute (see tests/test_embedded_prefix.py).
+
 Only the engine thread touches the llama context. Jobs arrive through a thread-safe queue and report
 back through a callback that the caller makes thread-safe (asyncio: call_soon_threadsafe).
 """
@@ -13,8 +21,8 @@ back through a callback that the caller makes thread-safe (asyncio: call_soon_th
 from __future__ import annotations
 
 import codecs
-import heapq
 import logging
+import os
 import queue
 import threading
 import time
@@ -61,6 +69,8 @@ class GenerationJob:
     cancelled: bool = False
     seqs: list["_Sequence"] = field(default_factory=list)
     prompt_done: int = 0
+    # (leader job, n): wait until the leader has decoded n prompt tokens, then copy its cells
+    follow: tuple["GenerationJob", int] | None = None
     n_finished: int = 0
     reserved_cells: int = 0  # KV cells still held for this job (prompt + unfinished budgets)
 
@@ -94,12 +104,18 @@ class _Sequence:
         self.finish_reason: str | None = None
 
 
+def _shared(kept: list[int] | None, prompt: list[int]) -> int:
+    """Length of the common prefix of two token lists."""
+    return len(os.path.commonprefix([kept, prompt])) if kept else 0
+
+
 @dataclass
 class EngineStats:
     """Counters for tests and benchmarks (read from any thread; written only by the engine)."""
 
     decode_calls: int = 0
     prompt_tokens_decoded: int = 0
+    prompt_tokens_reused: int = 0  # prompt tokens found in a slot's KV cells (kept or copied)
     generated_tokens: int = 0
     jobs_completed: int = 0
     max_active_sequences: int = 0
@@ -121,8 +137,9 @@ class EmbeddedEngine:
         self._ctx = model.new_context(opts)
         self._mem = memory_of(self._ctx)
         self._batch = BatchBuffer(opts.n_batch + opts.n_slots)
-        self._free_ids = list(range(opts.n_slots))
-        heapq.heapify(self._free_ids)
+        self._free_ids = set(range(opts.n_slots))
+        # prompt tokens whose KV cells a free slot still holds (per-slot streams only)
+        self._kept: dict[int, list[int]] = {}
         self._reserved_cells = 0
         self._inbox: queue.SimpleQueue[GenerationJob | None] = queue.SimpleQueue()
         self._waiting: deque[GenerationJob] = deque()
@@ -181,6 +198,8 @@ class EmbeddedEngine:
             for s in job.seqs:
                 self._release(s)
             job.seqs.clear()
+        for seq_id in list(self._kept):
+            self._forget(seq_id)
         self._prefilling.clear()
         self._generating.clear()
         self._reserved_cells = 0
@@ -189,12 +208,105 @@ class EmbeddedEngine:
 
     def _release(self, seq: _Sequence) -> None:
         if seq.seq_id >= 0:
-            seq_remove(self._mem, seq.seq_id)
-            heapq.heappush(self._free_ids, seq.seq_id)
+            prompt = seq.job.prompt
+            holds_prompt = seq.n_past >= len(prompt)  # prefill done (and copied, for n > 1)
+            if not self.opts.kv_unified and holds_prompt and seq_remove(self._mem, seq.seq_id, len(prompt)):
+                self._kept[seq.seq_id] = prompt
+            else:
+                self._forget(seq.seq_id)
+            self._free_ids.add(seq.seq_id)
             seq.seq_id = -1
         if seq.grammar is not None:
             seq.grammar.close()
             seq.grammar = None
+
+    def _forget(self, seq_id: int) -> None:
+        seq_remove(self._mem, seq_id)
+        self._kept.pop(seq_id, None)
+
+    def _grammars(self, job: GenerationJob) -> list[GrammarFilter | None]:
+        """One grammar sampler per completion (each tracks its own parse state)."""
+        if not job.grammar:
+            return [None] * job.n
+        made: list[GrammarFilter | None] = []
+        try:
+            for _ in range(job.n):
+                made.append(GrammarFilter(self.model.grammar_sampler(job.grammar)))
+        except Exception:
+            for g in made:
+                if g is not None:
+                    g.close()
+            raise
+        return made
+
+    def _take_slots(self, job: GenerationJob) -> list[int]:
+        """The lowest free slots for a job; the first holds its prompt, the others get a copy.
+
+        Low ids keep the busy slots contiguous, which matters more than anything a slot holds:
+        llama.cpp decodes consecutive sequence ids of separate KV streams in one pass and splits
+        the batch at every gap. The first slot's reusable prefix comes from its own kept cells or,
+        if another slot holds clearly more of the prompt, from a copy of that slot."""
+        prompt = job.prompt
+        ids = sorted(self._free_ids)[: job.n]
+        self._free_ids.difference_update(ids)
+        first = ids[0]
+        own = min(_shared(self._kept.pop(first, None), prompt), len(prompt) - 1)  # decode >= 1 token
+        for seq_id in ids[1:]:
+            self._forget(seq_id)
+        source, n, leader = self._prefix_elsewhere(prompt)
+        if n >= own + self._copy_worth and leader is not None and leader.prompt_done < n:
+            self._forget(first)
+            job.follow = (leader, n)
+        elif n >= own + self._copy_worth:
+            self._forget(first)
+            self._copy_prefix(source, first, n, job)
+        elif own > 0 and seq_remove(self._mem, first, own):
+            job.prompt_done = own
+            self.stats.prompt_tokens_reused += own
+        else:
+            self._forget(first)
+        return ids
+
+    @property
+    def _copy_worth(self) -> int:
+        # Copying a slot moves its whole KV stream (all its cells); decoding a prompt token costs
+        # about as much as copying ~256 cells on CPU, so a copy must save at least that many.
+        return 8 + self.opts.cells_per_slot // 256
+
+    def _prefix_elsewhere(self, prompt: list[int]) -> tuple[int, int, GenerationJob | None]:
+        """(slot, n, leader): the slot that holds, or will once `leader` has prefilled it, the
+        longest prefix of `prompt` (n tokens, at most all but the last)."""
+        if self.opts.kv_unified:
+            return -1, 0, None
+        best: tuple[int, int, GenerationJob | None] = (-1, 0, None)
+        candidates = [(seq_id, kept, None) for seq_id, kept in self._kept.items()]
+        candidates += [(s.seq_id, s.job.prompt, None) for s in self._generating if s.index == 0]
+        candidates += [(j.seqs[0].seq_id, j.prompt, j) for j in self._prefilling if j.follow is None and j.seqs]
+        for seq_id, tokens, leader in candidates:
+            n = min(_shared(tokens, prompt), len(prompt) - 1)
+            if n > best[1]:
+                best = (seq_id, n, leader)
+        return best
+
+    def _copy_prefix(self, source: int, dest: int, n: int, job: GenerationJob) -> None:
+        seq_copy(self._mem, source, dest)  # the whole stream: llama.cpp copies streams entire
+        if seq_remove(self._mem, dest, n):
+            job.prompt_done = n
+            self.stats.prompt_tokens_reused += n
+        else:
+            self._forget(dest)
+
+    def _resolve_followers(self) -> None:
+        """Copy the prefix into every waiting job whose leader has now decoded it."""
+        for job in self._prefilling:
+            if job.follow is None:
+                continue
+            leader, n = job.follow
+            if leader.cancelled or not leader.seqs or leader.seqs[0].seq_id < 0:  # gone: prefill alone
+                job.follow = None
+            elif leader.prompt_done >= n:
+                job.follow = None
+                self._copy_prefix(leader.seqs[0].seq_id, job.seqs[0].seq_id, n, job)
 
     def _drop_cancelled(self) -> None:
         if any(j.cancelled for j in self._waiting):
@@ -223,38 +335,49 @@ class EmbeddedEngine:
             if self.opts.kv_unified and self._reserved_cells + job.cells_needed > self.opts.n_ctx:
                 return
             self._waiting.popleft()
-            job.reserved_cells = job.cells_needed
-            self._reserved_cells += job.reserved_cells
             try:
-                for i in range(job.n):
-                    grammar = GrammarFilter(self.model.grammar_sampler(job.grammar)) if job.grammar else None
-                    job.seqs.append(_Sequence(job, i, heapq.heappop(self._free_ids), grammar))
+                grammars = self._grammars(job)
             except Exception as e:  # noqa: BLE001 - a bad grammar fails only its own job
-                self._retire(job)
                 job.callback(e)
                 continue
+            job.reserved_cells = job.cells_needed
+            self._reserved_cells += job.reserved_cells
+            for i, (seq_id, grammar) in enumerate(zip(self._take_slots(job), grammars)):
+                job.seqs.append(_Sequence(job, i, seq_id, grammar))
             self._prefilling.append(job)
 
     def _step(self) -> None:
-        batch = self._batch
-        batch.clear()
-        rows: list[list[_Sequence]] = []
+        # (seq_id, tokens, first position, logits wanted, sequences sampled from those logits)
+        entries: list[tuple[int, list[int], int, bool, list[_Sequence]]] = []
         for seq in self._generating:
-            batch.add([seq.last], seq.n_past, seq.seq_id, True)
-            rows.append([seq])
-        room = self.opts.n_batch - batch.n
+            entries.append((seq.seq_id, [seq.last], seq.n_past, True, [seq]))
+        room = self.opts.n_batch - len(entries)
         completed: list[GenerationJob] = []
         for job in self._prefilling:
             if room <= 0:
                 break
+            if job.follow is not None:
+                continue
             left = len(job.prompt) - job.prompt_done
             k = min(left, room)
-            batch.add(job.prompt[job.prompt_done : job.prompt_done + k], job.prompt_done, job.seqs[0].seq_id, k == left)
+            done = k == left
+            entries.append((job.seqs[0].seq_id, job.prompt[job.prompt_done : job.prompt_done + k], job.prompt_done, done, job.seqs))
             job.prompt_done += k
             room -= k
-            if k == left:
+            if done:
                 completed.append(job)
-                rows.append(job.seqs)
+        # ascending sequence ids: llama.cpp splits a batch of separate streams wherever ids skip
+        entries.sort(key=lambda e: e[0])
+        batch = self._batch
+        batch.clear()
+        rows: list[list[_Sequence]] = []
+        for seq_id, tokens, pos, want, seqs in entries:
+            batch.add(tokens, pos, seq_id, want)
+            if want:
+                rows.append(seqs)
+        if batch.n == 0:  # only jobs waiting for a leader that has gone
+            self._resolve_followers()
+            return
         t0 = time.perf_counter()
         rc = batch.decode(self._ctx)
         t1 = time.perf_counter()
@@ -273,6 +396,7 @@ class EmbeddedEngine:
                     seq_copy(self._mem, first.seq_id, s.seq_id)
                 s.n_past = len(job.prompt)
             self._generating.extend(job.seqs)
+        self._resolve_followers()  # before sampling: a leader may finish and give up its slot
         self.stats.max_active_sequences = max(self.stats.max_active_sequences, len(self._generating))
         logits = logits_view(self._ctx, len(rows), self.model.n_vocab)
         seqs = [s for group in rows for s in group]

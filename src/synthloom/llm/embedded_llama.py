@@ -273,8 +273,10 @@ def memory_of(ctx: Any) -> Any:
     return llama_cpp.llama_get_memory(ctx)
 
 
-def seq_remove(mem: Any, seq_id: int) -> None:
-    llama_cpp.llama_memory_seq_rm(mem, seq_id, -1, -1)
+def seq_remove(mem: Any, seq_id: int, from_pos: int = 0) -> bool:
+    """Drop a sequence's cells at positions >= from_pos; False if the model's memory cannot cut
+    a sequence part-way (recurrent models), in which case nothing was removed."""
+    return bool(llama_cpp.llama_memory_seq_rm(mem, seq_id, from_pos if from_pos > 0 else -1, -1))
 
 
 def seq_copy(mem: Any, src: int, dst: int) -> None:

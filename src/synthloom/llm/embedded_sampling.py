@@ -70,23 +70,40 @@ def _nucleus_mask(probs: np.ndarray, top_p: float) -> np.ndarray:
     return mask
 
 
+# The inverse-CDF search first finds the block of this many token ids holding the target mass,
+# then scans inside it: a vocabulary-long cumulative sum per row was most of the sampling time.
+_CDF_BLOCK = 256
+
+
 def sample_rows(
     logits: np.ndarray, temperatures: np.ndarray, top_ps: np.ndarray, uniforms: np.ndarray
 ) -> np.ndarray:
     """Draw one token per row by inverse-CDF sampling with each row's own uniform number.
 
     `logits` is (rows, vocab) and may hold -inf for forbidden tokens; temperatures must be > 0.
+    The CDF runs over token ids in ascending order and every operation is row-wise, so a row's
+    pick depends only on its own logits, temperature, top_p and uniform number.
     """
-    scaled = logits.astype(np.float64) / temperatures[:, None]
+    rows, vocab = logits.shape
+    scaled = logits.astype(np.float32)  # a private copy: the exp happens in place
     scaled -= scaled.max(axis=1, keepdims=True)
-    probs = np.exp(scaled)
-    probs /= probs.sum(axis=1, keepdims=True)
+    scaled *= (1.0 / temperatures).astype(np.float32)[:, None]
+    probs = np.exp(scaled, out=scaled)  # float32: ~4x faster than float64, ample for a draw
     for r in np.nonzero(top_ps < 1.0)[0]:
-        probs[r] = np.where(_nucleus_mask(probs[r], float(top_ps[r])), probs[r], 0.0)
-    cdf = np.cumsum(probs, axis=1)
-    targets = uniforms * cdf[:, -1]
-    out = np.empty(len(logits), dtype=np.int64)
-    for r in range(len(logits)):
-        # side="right" never picks a zero-probability token (its cdf step is flat).
-        out[r] = min(int(np.searchsorted(cdf[r], targets[r], side="right")), logits.shape[1] - 1)
+        row = probs[r]
+        row[~_nucleus_mask(row / row.sum(dtype=np.float64), float(top_ps[r]))] = 0.0
+    pad = -vocab % _CDF_BLOCK
+    blocks = np.pad(probs, ((0, 0), (0, pad))).reshape(rows, -1, _CDF_BLOCK) if pad else probs.reshape(rows, -1, _CDF_BLOCK)
+    block_cdf = np.cumsum(blocks.sum(axis=2, dtype=np.float64), axis=1)
+    targets = uniforms * block_cdf[:, -1]
+    out = np.empty(rows, dtype=np.int64)
+    for r in range(rows):
+        # side="right" never lands on a zero-mass block or token (its cdf step is flat).
+        b = min(int(np.searchsorted(block_cdf[r], targets[r], side="right")), block_cdf.shape[1] - 1)
+        below = block_cdf[r, b - 1] if b else 0.0
+        inner = np.cumsum(blocks[r, b], dtype=np.float64) + below
+        t = min(int(np.searchsorted(inner, targets[r], side="right")), _CDF_BLOCK - 1)
+        while blocks[r, b, t] == 0.0 and t > 0:  # rounding put the target past the last live token
+            t -= 1
+        out[r] = min(b * _CDF_BLOCK + t, vocab - 1)
     return out
