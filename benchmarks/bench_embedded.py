@@ -87,7 +87,8 @@ async def main() -> None:
     s = model.stats
     print(
         f"engine: {s.decode_calls} decode calls, max {s.max_active_sequences} sequences in one batch, "
-        f"{s.decode_seconds:.1f}s in llama_decode, {s.sample_seconds:.1f}s sampling in Python/numpy"
+        f"{s.decode_seconds:.1f}s in llama_decode, {s.sample_seconds:.1f}s sampling in Python/numpy; "
+        f"prompt tokens decoded {s.prompt_tokens_decoded}, reused from slots {s.prompt_tokens_reused}"
     )
     await model.aclose()
 
