@@ -19,7 +19,7 @@ import hashlib
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -33,6 +33,8 @@ from synthloom.quality.text import (
     _ASCII_TOKEN,
     _UNICODE_TOKEN,
     TokenHasher,
+    ascii_token_spans,
+    fold_ascii,
     ngram_hashes,
     token_hashes_many,
 )
@@ -71,10 +73,30 @@ def _windows(th: np.ndarray, lens: np.ndarray, n: int) -> tuple[np.ndarray, np.n
     return full[valid], owner[valid], (pos - starts[owner])[valid]
 
 
+# Characters of texts hashed together: big enough to vectorise well, small enough that the
+# uint64 temporaries (several per token) are reused heap memory rather than fresh pages.
+_CHUNK_CHARS = 1 << 18
+
+
 def _window_hashes(hasher: TokenHasher, texts: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """n-gram windows of many texts at once (tokens as text.normalized_words)."""
     th, lens = token_hashes_many(texts, hasher)
     return _windows(th, lens, n)
+
+
+def _chunked_window_hashes(
+    hasher: TokenHasher, texts: Sequence[str], n: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`_window_hashes` over consecutive chunks of texts (owner indices refer to `texts`)."""
+    start = 0
+    while start < len(texts):
+        stop, size = start, 0
+        while stop < len(texts) and (size == 0 or size + len(texts[stop]) <= _CHUNK_CHARS):
+            size += len(texts[stop])
+            stop += 1
+        hashes, owner, starts = _window_hashes(hasher, texts[start:stop], n)
+        yield hashes, owner + start, starts
+        start = stop
 
 
 class NgramIndex:
@@ -109,14 +131,14 @@ class NgramIndex:
 
     def scan(self, texts: Sequence[str]) -> list[NgramHit]:
         """Every (row, benchmark item) pair sharing at least one n-gram, with the window count."""
-        hashes, owner, _ = _window_hashes(self._hasher, texts, self.n)
-        found = self._lookup(hashes)
         counts: dict[tuple[int, int], int] = defaultdict(int)
-        for h, row in zip(hashes[found].tolist(), owner[found].tolist()):
-            lo = np.searchsorted(self._keys, np.uint64(h), side="left")
-            hi = np.searchsorted(self._keys, np.uint64(h), side="right")
-            for item in set(self._key_item[lo:hi].tolist()):
-                counts[(row, item)] += 1
+        for hashes, owner, _ in _chunked_window_hashes(self._hasher, texts, self.n):
+            found = self._lookup(hashes)
+            for h, row in zip(hashes[found].tolist(), owner[found].tolist()):
+                lo = np.searchsorted(self._keys, np.uint64(h), side="left")
+                hi = np.searchsorted(self._keys, np.uint64(h), side="right")
+                for item in set(self._key_item[lo:hi].tolist()):
+                    counts[(row, item)] += 1
         return [
             NgramHit(row, self.items[item].benchmark, self.items[item].id, c)
             for (row, item), c in sorted(counts.items())
@@ -124,9 +146,9 @@ class NgramIndex:
 
     def contaminated_rows(self, texts: Sequence[str]) -> np.ndarray:
         """Boolean mask: rows sharing any n-gram with any benchmark item (no attribution)."""
-        hashes, owner, _ = _window_hashes(self._hasher, texts, self.n)
         mask = np.zeros(len(texts), dtype=bool)
-        mask[owner[self._lookup(hashes)]] = True
+        for hashes, owner, _ in _chunked_window_hashes(self._hasher, texts, self.n):
+            mask[owner[self._lookup(hashes)]] = True
         return mask
 
     def janitor_clean(
@@ -137,10 +159,17 @@ class NgramIndex:
         minimum_slice_length: int = 200,
     ) -> list[str]:
         """lm-evaluation-harness Janitor cleaning: the clean fragments of `text` ([] if too dirty)."""
-        source, spans = token_spans(text)
-        if len(spans) < self.n:
+        if text.isascii():  # the bulk: token spans and hashes straight from the bytes
+            source = text
+            begins, ends, token_hashes = ascii_token_spans(fold_ascii(text))
+        else:
+            source, spans = token_spans(text)
+            begins = np.array([b for _, b, _ in spans], dtype=np.int64)
+            ends = np.array([e for _, _, e in spans], dtype=np.int64)
+            token_hashes = self._hasher.hash_tokens([t for t, _, _ in spans])
+        if len(begins) < self.n:
             return [text]
-        hashes, _, starts = _windows(self._hasher.hash_tokens([t for t, _, _ in spans]), np.array([len(spans)]), self.n)
+        hashes, _, starts = _windows(token_hashes, np.array([len(begins)]), self.n)
         hit_starts = starts[self._lookup(hashes)].tolist()
         if not hit_starts:
             return [text]
@@ -148,8 +177,8 @@ class NgramIndex:
         for i, s in enumerate(hit_starts):
             if i >= too_dirty_cutoff:
                 return []
-            start = max(0, spans[s][1] - window_to_remove)
-            end = min(len(source), spans[s + self.n - 1][2] + window_to_remove)
+            start = max(0, int(begins[s]) - window_to_remove)
+            end = min(len(source), int(ends[s + self.n - 1]) + window_to_remove)
             if start - splice > minimum_slice_length:
                 chunks.append(source[splice:start])
             splice = end
