@@ -39,8 +39,7 @@ def fresh():
 
 @pytest.mark.slow
 async def test_reused_prefix_gives_the_fresh_engines_text_and_logprobs(fresh):
-    m = EmbeddedModel(n_slots=1, n_ctx=2048)  # one slot: every request lands on the kept prompt
-    try:
+    async with EmbeddedModel(n_slots=1, n_ctx=2048) as m:  # one slot: every request lands on the kept prompt
         await m.chat([SIBLING])
         prompt = m.prompt_tokens(TARGET)
         decoded_before = m.stats.prompt_tokens_decoded
@@ -54,36 +53,27 @@ async def test_reused_prefix_gives_the_fresh_engines_text_and_logprobs(fresh):
         again = (await m.chat([TARGET]))[0]
         assert m.stats.prompt_tokens_reused - reused == len(prompt) - 1
         assert fingerprint(again) == fresh["target"]
-    finally:
-        await m.aclose()
 
 
 @pytest.mark.slow
 async def test_n_samples_after_reuse_match_a_fresh_engine(fresh):
-    m = EmbeddedModel(n_slots=4, n_ctx=2048)
-    try:
+    async with EmbeddedModel(n_slots=4, n_ctx=2048) as m:
         await m.chat([SIBLING, dataclasses.replace(SIBLING, seed=9)])  # two slots keep prompts
         r = (await m.chat([dataclasses.replace(TARGET, n=3)]))[0]
         assert m.stats.prompt_tokens_reused > 0
         assert fingerprint(r) == fresh["target_n3"]
-    finally:
-        await m.aclose()
 
 
 async def test_shared_kv_mode_keeps_nothing():
-    m = EmbeddedModel(n_slots=2, n_ctx=1024, batch_invariant=False)
-    try:
+    async with EmbeddedModel(n_slots=2, n_ctx=1024, batch_invariant=False) as m:
         await m.chat([ask("Say hi.", max_tokens=2)])
         await m.chat([ask("Say hi.", max_tokens=2)])
         assert m.stats.prompt_tokens_reused == 0
-    finally:
-        await m.aclose()
 
 
 @pytest.mark.slow
 async def test_requests_arriving_together_decode_their_shared_prefix_once(fresh):
-    m = EmbeddedModel(n_slots=4, n_ctx=2048)
-    try:
+    async with EmbeddedModel(n_slots=4, n_ctx=2048) as m:
         others = [ask(f"Name {k} colours of the rainbow.") for k in ("two", "three", "four")]
         prompts = [m.prompt_tokens(r) for r in [TARGET, *others]]
         results = await m.chat([TARGET, *others])
@@ -92,11 +82,6 @@ async def test_requests_arriving_together_decode_their_shared_prefix_once(fresh)
         assert st.prompt_tokens_reused >= 3 * 15
         assert st.prompt_tokens_decoded + st.prompt_tokens_reused == sum(len(p) for p in prompts)
         assert fingerprint(results[0]) == fresh["target"]
-        alone = EmbeddedModel(n_slots=4, n_ctx=2048)
-        try:
+        async with EmbeddedModel(n_slots=4, n_ctx=2048) as alone:
             for request, together in zip(others, results[1:]):
                 assert fingerprint((await alone.chat([request]))[0]) == fingerprint(together)
-        finally:
-            await alone.aclose()
-    finally:
-        await m.aclose()

@@ -223,6 +223,12 @@ class EmbeddedModel:
             self._closed = True
             self._finalizer()
 
+    async def __aenter__(self) -> "EmbeddedModel":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     def __repr__(self) -> str:
         return f"EmbeddedModel({self.path!r}, n_ctx={self.options.n_ctx}, n_slots={self.options.n_slots})"
 
