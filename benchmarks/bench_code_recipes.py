@@ -29,7 +29,8 @@ from synthloom.pipeline.runner import RunOptions, run_pipeline_async
 from synthloom.quality.rouge import Novelty
 from synthloom.recipes import code_steps, self_instruct
 
-VERBS = ["write", "implement", "create", "compute", "return", "convert", "parse", "validate", "sort", "merge", "count", "find", "build", "check"]
+VERBS = ["write", "implement", "create", "compute", "return", "convert", "parse", "validate", "sort", "merge", "count", "find",
+         "build", "check"]
 OBJECTS = ("a function", "a class", "a generator", "a script", "a method", "a decorator", "a query",
            "a recursive function", "an iterator", "a helper")
 TASKS = ("that reverses a linked list", "that counts distinct words in a sentence", "that merges two sorted arrays",

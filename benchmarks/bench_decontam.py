@@ -58,7 +58,8 @@ class Janitor:
         self.ngram_n, self.window_to_remove = ngram_n, window_to_remove
         self.too_dirty_cutoff, self.minimum_slice_length = too_dirty_cutoff, minimum_slice_length
         self.dirt_ngrams: set[str] = set()
-        self.table = str.maketrans(string.ascii_lowercase + string.ascii_uppercase, string.ascii_lowercase * 2, string.punctuation)
+        self.table = str.maketrans(string.ascii_lowercase + string.ascii_uppercase, string.ascii_lowercase * 2,
+                                   string.punctuation)
 
     def normalize_string(self, s: str) -> str:
         return s.translate(self.table)
@@ -67,7 +68,8 @@ class Janitor:
         self.dirt_ngrams.update(_word_ngrams(self.normalize_string(dirt), self.ngram_n))
 
     def clean_python(self, dirty: str) -> list[str]:
-        hits = ((None, *ij) for g, ij in _word_ngrams_indices(dirty, self.ngram_n) if self.normalize_string(g) in self.dirt_ngrams)
+        hits = ((None, *ij) for g, ij in _word_ngrams_indices(dirty, self.ngram_n)
+                if self.normalize_string(g) in self.dirt_ngrams)
         return self._split_chunks(dirty, hits)
 
     def _split_chunks(self, dirty, parts):

@@ -25,11 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.fakes
 
-from synthloom.pipeline.pipeline import Pipeline, Source
-from synthloom.pipeline.ray_executor import RayOptions, connect, run_pipeline_ray
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
-from synthloom.pipeline.step import build_step
-from tests.fakes.openai_server import FakeOpenAIServer
+# Imported only after the sys.path setup above, so that tests.fakes (under the repository root) resolves.
+from synthloom.pipeline.pipeline import Pipeline, Source  # noqa: E402
+from synthloom.pipeline.ray_executor import RayOptions, connect, run_pipeline_ray  # noqa: E402
+from synthloom.pipeline.runner import RunOptions, run_pipeline_async  # noqa: E402
+from synthloom.pipeline.step import build_step  # noqa: E402
+from tests.fakes.openai_server import FakeOpenAIServer  # noqa: E402
 
 
 def pipeline(rows: int, shard_size: int) -> Pipeline:

@@ -46,7 +46,8 @@ async def test_verbatim_reformatted_and_model_paraphrased_plants():
         index = NgramIndex(HE, 13)
         # SmolLM2 often repeats the function signature, which n-grams catch anyway; the plants
         # that matter here are the paraphrases that evade them
-        evading = [(item, text) for item, text, caught in zip(PARAPHRASED, written, index.contaminated_rows(written)) if not caught]
+        evading = [(item, text) for item, text, caught in zip(PARAPHRASED, written, index.contaminated_rows(written))
+                   if not caught]
         assert len(evading) >= 3, written
 
         filler = "Ordinary synthetic training text about cooking pasta and walking dogs. " * 4

@@ -20,14 +20,15 @@ def _write_jsonl(path, rows):
 def test_dedup_minhash_writes_kept_rows(tmp_path):
     base = ("the quick brown fox jumps over the lazy dog while the farmer watches from the old barn door "
             "and the children play in the field near the river until the sun sets behind the hills")
-    rows = [{"text": base}, {"text": base.replace("hills", "mountains")}, {"text": "an unrelated line about databases and indexes"}, {"text": base.upper()}]
+    rows = [{"text": base}, {"text": base.replace("hills", "mountains")},
+            {"text": "an unrelated line about databases and indexes"}, {"text": base.upper()}]
     src = tmp_path / "d.jsonl"
     _write_jsonl(src, rows)
     res = runner.invoke(app, ["dedup", str(src)])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output.strip().splitlines()[-1])
     assert summary["kept"] == 2 and summary["settings"]["num_perm"] == 256
-    kept = [json.loads(l)["text"] for l in (tmp_path / "d.dedup.jsonl").read_text().splitlines()]
+    kept = [json.loads(line)["text"] for line in (tmp_path / "d.dedup.jsonl").read_text().splitlines()]
     assert kept == [rows[0]["text"], rows[2]["text"]]
 
 

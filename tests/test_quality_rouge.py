@@ -16,7 +16,8 @@ def _random_text(rng: random.Random) -> str:
     if rng.random() < 0.1:
         return rng.choice(EDGE)
     sep = rng.choice([" ", ", ", " - ", "  "])
-    return sep.join(rng.choice(VOCAB).capitalize() if rng.random() < 0.2 else rng.choice(VOCAB) for _ in range(rng.randint(0, 80 if rng.random() < 0.1 else 14)))
+    return sep.join(rng.choice(VOCAB).capitalize() if rng.random() < 0.2 else rng.choice(VOCAB)
+                    for _ in range(rng.randint(0, 80 if rng.random() < 0.1 else 14)))
 
 
 def test_rouge_l_equals_rouge_score_on_random_pairs():

@@ -97,7 +97,9 @@ def test_kill_9_mid_step_then_resume_is_identical_and_pays_nothing_twice(tmp_pat
         # a request answered well before a kill was cached by the client and never sent again
         for fp, times in resent.items():
             first = times[0]
-            assert any(k - 3.0 <= first <= k + 1.0 for k in kills), f"request answered at {first} was sent again (kills at {kills}, times {times}, {fp[:120]})"
+            assert any(k - 3.0 <= first <= k + 1.0 for k in kills), (
+                f"request answered at {first} was sent again (kills at {kills}, times {times}, {fp[:120]})"
+            )
         assert len(resent) <= 3 * 2 * 4  # at most the in-flight requests at each kill (3 kills x 2 shards x 4 rows)
 
         answered_once = dict(log.answered)

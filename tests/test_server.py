@@ -99,7 +99,8 @@ def test_seed_n_logprobs_and_stop_over_http(server):
 
 
 def test_json_schema_response_format(server):
-    schema = {"type": "object", "properties": {"colour": {"type": "string", "enum": ["red", "green", "blue"]}}, "required": ["colour"]}
+    schema = {"type": "object", "properties": {"colour": {"type": "string", "enum": ["red", "green", "blue"]}},
+              "required": ["colour"]}
     r = chat(
         server,
         messages=[{"role": "user", "content": "Pick a colour and answer in JSON."}],

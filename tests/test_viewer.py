@@ -147,7 +147,8 @@ def test_review_api_applies_human_verdict_and_exports(runs, tmp_path):
     assert review(key=k0, decision="edit", edits={"_meta": {}}).status_code == 400
     assert client.post("/api/review", json={"key": k0, "decision": "reject"},
                        headers={"origin": "http://evil.example"}).status_code == 403
-    assert client.post("/api/review", content="key=x", headers={"content-type": "application/x-www-form-urlencoded"}).status_code == 415
+    assert client.post("/api/review", content="key=x",
+                       headers={"content-type": "application/x-www-form-urlencoded"}).status_code == 415
 
     row = client.get(f"/api/rows/{k2}").json()["row"]
     human = row[META]["verdicts"]["human"]

@@ -53,7 +53,8 @@ def fake_vllm_module() -> types.ModuleType:
                     raise ValueError("prompt is longer than the maximum model length")
                 completions = []
                 for i in range(p.n):
-                    body = json.dumps({"seed": p.seed, "i": i}) if getattr(p, "structured_outputs", None) else f"{text} s{p.seed} #{i}"
+                    body = (json.dumps({"seed": p.seed, "i": i}) if getattr(p, "structured_outputs", None)
+                            else f"{text} s{p.seed} #{i}")
                     ids = list(range(10, 10 + len(body.split())))
                     lps = None
                     if getattr(p, "logprobs", None) is not None:

@@ -60,7 +60,9 @@ def _done(paths: dict[str, Path], lines: list[str]) -> None:
     console.print(f"wrote {paths['results']}, {paths['markdown']}, {paths['json']}", highlight=False)
 
 
-def _lc_summary(annotations: list[dict[str, Any]], gamed: Path | None, difficulty_column: str) -> tuple[dict[str, Any], list[str]]:
+def _lc_summary(
+    annotations: list[dict[str, Any]], gamed: Path | None, difficulty_column: str
+) -> tuple[dict[str, Any], list[str]]:
     from synthloom.eval.lc_winrate import length_controlled_winrate, raw_win_rate
 
     rated = [a for a in annotations if a.get("preference") is not None]

@@ -49,7 +49,8 @@ def markdown_report(title: str, summary: Mapping[str, Any], notes: Sequence[str]
 
 
 def write_report(out_dir: str | Path, kind: str, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
-                 notes: Sequence[str] = (), extra_files: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> dict[str, Path]:
+                 notes: Sequence[str] = (),
+                 extra_files: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> dict[str, Path]:
     """Write results.jsonl, report.json and report.md under out_dir; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

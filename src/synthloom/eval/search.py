@@ -36,7 +36,9 @@ class SearchBackend(Protocol):
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 # Words too common to help a BM25 OR-query (they only add noise to the ranking).
-_STOPWORDS = frozenset(["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "were", "which", "who", "with", "what", "when", "where", "how", "did", "does", "do"])
+_STOPWORDS = frozenset(["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "is", "it", "its",
+                        "of", "on", "or", "that", "the", "this", "to", "was", "were", "which", "who", "with", "what", "when",
+                        "where", "how", "did", "does", "do"])
 
 
 def fts_query(text: str) -> str:

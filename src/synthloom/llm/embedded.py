@@ -100,7 +100,8 @@ class EmbeddedModel:
         )
         if opts.cells_per_slot < 16:
             raise ConfigError(
-                f"n_ctx={n_ctx} leaves {opts.cells_per_slot} KV cells per slot for n_slots={n_slots}; raise n_ctx or lower n_slots"
+                f"n_ctx={n_ctx} leaves {opts.cells_per_slot} KV cells per slot for n_slots={n_slots}; "
+                "raise n_ctx or lower n_slots"
             )
         self.path = path
         self.identity = "embedded:" + file_sha256(path)

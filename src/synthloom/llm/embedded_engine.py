@@ -361,7 +361,9 @@ class EmbeddedEngine:
             left = len(job.prompt) - job.prompt_done
             k = min(left, room)
             done = k == left
-            entries.append((job.seqs[0].seq_id, job.prompt[job.prompt_done : job.prompt_done + k], job.prompt_done, done, job.seqs))
+            entries.append(
+                (job.seqs[0].seq_id, job.prompt[job.prompt_done : job.prompt_done + k], job.prompt_done, done, job.seqs)
+            )
             job.prompt_done += k
             room -= k
             if done:

@@ -249,12 +249,18 @@ def serve(model: Model, host: str = "127.0.0.1", port: int = 8000, model_name: s
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: this server has no authentication; anyone who can reach it can use it", host)
     app = create_app(model, model_name=model_name, close_model=True)
-    print(f"synthloom: serving {model_name or getattr(model, 'name', model.identity)} at http://{host}:{port}/v1", file=sys.stderr, flush=True)
+    print(
+        f"synthloom: serving {model_name or getattr(model, 'name', model.identity)} at http://{host}:{port}/v1",
+        file=sys.stderr,
+        flush=True,
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m synthloom.llm.server", description="OpenAI-compatible server over a synthloom model")
+    parser = argparse.ArgumentParser(
+        prog="python -m synthloom.llm.server", description="OpenAI-compatible server over a synthloom model"
+    )
     parser.add_argument("--model", default="embedded", help="model spec, e.g. embedded or embedded:/path/model.gguf?n_slots=8")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)

@@ -57,7 +57,8 @@ class _Words:
     def sentence(self) -> str:
         r, v = self.rng, self.vocab
         forms = [
-            f"Most people {r.choice(v['verbs'])} their {self.noun()} {r.choice(['once a week', 'every morning', 'in spring', 'after dark', 'twice a month'])}.",
+            f"Most people {r.choice(v['verbs'])} their {self.noun()} "
+            f"{r.choice(['once a week', 'every morning', 'in spring', 'after dark', 'twice a month'])}.",
             f"A {r.choice(ADJECTIVES)} guide to {self.noun()} can save you {r.randint(2, 40)} hours a year.",
             f"{r.choice(PEOPLE)} says the best way to {r.choice(v['verbs'])} {self.noun()} is to start small.",
             f"Compare {self.noun()} and {self.noun()} before you {r.choice(v['verbs'])} anything.",
@@ -113,7 +114,10 @@ def _image(w: _Words, used: list[tuple[str, str]]) -> str:
     alt = f"{r.choice(['A photo of', 'Picture of', 'Close-up of'])} {stem.replace('_', ' ')}"
     used.append((name, alt))
     wpx, hpx = r.choice([(160, 120), (240, 160), (320, 180), (120, 120)])
-    return f"<figure><img src=\"{name}\" alt=\"{_esc(alt)}\" width=\"{wpx}\" height=\"{hpx}\"><figcaption>{_esc(alt)}</figcaption></figure>"
+    return (
+        f"<figure><img src=\"{name}\" alt=\"{_esc(alt)}\" width=\"{wpx}\" height=\"{hpx}\">"
+        f"<figcaption>{_esc(alt)}</figcaption></figure>"
+    )
 
 
 def _style(r: random.Random, layout: str) -> str:

@@ -144,20 +144,26 @@ def check_answer(question: str, answer: str, scene: Scene) -> Check:
             return Check("unverifiable", "colour", detail=f"{m.group(1)!r} has no single known colour")
         said = _colours_in(answer)
         return _compare("colour", colours.pop(), said[0] if said else None)
-    if m := re.search(r"is (?:the )?(.+?) (?:to the |on the )?left or (?:to the |on the )?right (?:of|side of) (?:the )?(.+)$", q):
+    if m := re.search(
+        r"is (?:the )?(.+?) (?:to the |on the )?left or (?:to the |on the )?right (?:of|side of) (?:the )?(.+)$", q
+    ):
         return _relation_check(m.group(1), m.group(2), None, answer, scene)
     if m := re.search(r"is (?:the )?(.+?) (?:to the |on the )?(left|right) (?:of|side of) (?:the )?(.+)$", q):
         if m.group(3).strip() in ("image", "picture", "scene", "canvas"):
             return _image_side_check(m.group(1), m.group(2), answer, scene)
         return _relation_check(m.group(1), m.group(3), m.group(2), answer, scene)
-    if m := re.search(r"(?:is|are) (?:the )?(.+?) on the (left|right)(?: side| half)?(?: of the (?:image|picture|scene|canvas))?$", q):
+    if m := re.search(
+        r"(?:is|are) (?:the )?(.+?) on the (left|right)(?: side| half)?(?: of the (?:image|picture|scene|canvas))?$", q
+    ):
         return _image_side_check(m.group(1), m.group(2), answer, scene)
     if m := re.search(r"is there (?:a |an |any )(.+?)(?: in the (?:image|picture|scene|canvas))?$", q):
         objs = resolve(m.group(1), scene)
         if objs is None:
             return Check("unverifiable", "exists", detail=f"unknown object {m.group(1)!r}")
         return _compare("exists", "yes" if objs else "no", _yes_no(answer))
-    if m := re.search(r"what (?:is written|text is written|does it say|letter is|number is|label is) (?:on|inside|in) (?:the )?(.+)$", q):
+    if m := re.search(
+        r"what (?:is written|text is written|does it say|letter is|number is|label is) (?:on|inside|in) (?:the )?(.+)$", q
+    ):
         obj = _one(m.group(1), scene)
         if isinstance(obj, str):
             return Check("unverifiable", "label", detail=obj)

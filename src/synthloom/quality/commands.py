@@ -128,14 +128,17 @@ def register(app: typer.Typer) -> None:
         _write_rows([r for i, r in enumerate(rows) if i not in dirty], target)
         report_path = report or file.with_name(f"{file.stem}.decontam.json")
         report_path.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
-        typer.echo(json.dumps({"rows": len(rows), "contaminated": len(dirty), "benchmarks": benchmark, "output": str(target), "report": str(report_path)}))
+        typer.echo(json.dumps({"rows": len(rows), "contaminated": len(dirty), "benchmarks": benchmark,
+                               "output": str(target), "report": str(report_path)}))
 
     @app.command()
     @_one_line_errors
     def diversity(
         file: Path = typer.Argument(..., help="input JSONL / Parquet / CSV"),
         column: str = typer.Option("text", "--column", "-c"),
-        embeddings: bool = typer.Option(False, "--embeddings/--no-embeddings", help="also embedding distance and Vendi score (loads MiniLM)"),
+        embeddings: bool = typer.Option(
+            False, "--embeddings/--no-embeddings", help="also embedding distance and Vendi score (loads MiniLM)"
+        ),
         sample: int = typer.Option(500, help="Self-BLEU sample size (compare datasets only at equal size)"),
         seed: int = typer.Option(0),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="write the report JSON here too"),

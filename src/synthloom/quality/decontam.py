@@ -349,7 +349,9 @@ async def decontaminate(
             "judge_model": judge.identity, "judge_kind": judge_kind, "judge_temperature": judge_temperature,
         }
         pairs = retrieve_pairs(items, texts, embedder, top_k, min_similarity)
-        verdicts = await judge_pairs(judge, [(texts[r], items[i].text) for r, i, _ in pairs], judge_kind, judge_temperature, seed=seed)
+        verdicts = await judge_pairs(
+            judge, [(texts[r], items[i].text) for r, i, _ in pairs], judge_kind, judge_temperature, seed=seed
+        )
         report.judged = [
             JudgedPair(r, items[i].benchmark, items[i].id, s, v, raw)
             for (r, i, s), (v, raw) in zip(pairs, verdicts)

@@ -88,7 +88,10 @@ def self_bleu(texts: Sequence[str], max_n: int = 4, sample: int = 500, seed: int
             total[len(g) - 1] += c
             correct[len(g) - 1] += min(c, ref_max)
         others = np.sort(np.delete(lens, i))
-        bleu = BLEU.compute_bleu(correct, total, hyp_len, _closest_ref_len(hyp_len, others), smooth_method="floor", smooth_value=smooth_value, effective_order=True, max_ngram_order=max_n)
+        bleu = BLEU.compute_bleu(
+            correct, total, hyp_len, _closest_ref_len(hyp_len, others),
+            smooth_method="floor", smooth_value=smooth_value, effective_order=True, max_ngram_order=max_n,
+        )
         scores.append(bleu.score / 100.0)
     return float(np.mean(scores))
 

@@ -57,7 +57,9 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self._model.get_sentence_embedding_dimension() or 0), dtype=np.float32)
-        emb = self._model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+        emb = self._model.encode(
+            list(texts), batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+        )
         return l2_normalize(np.asarray(emb, dtype=np.float32))
 
 

@@ -137,7 +137,8 @@ def leaked_template(text: str, markers: Sequence[str] = DEFAULT_TEMPLATE_LEAKS) 
     return PASS
 
 
-SELF_INSTRUCT_BLACKLIST = ("image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps", "draw", "plot", "go to")
+SELF_INSTRUCT_BLACKLIST = ("image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps",
+                           "draw", "plot", "go to")
 CODE_ALPACA_EXTRA = ("video", "audio", "music", "flowchart", "diagram")
 
 

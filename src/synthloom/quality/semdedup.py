@@ -34,7 +34,9 @@ def similar_pairs(embeddings: np.ndarray, threshold: float, block: int = 2048) -
     return np.concatenate(left).astype(np.int64), np.concatenate(right).astype(np.int64)
 
 
-def semantic_dedup_embeddings(embeddings: np.ndarray, threshold: float = DEFAULT_COSINE_THRESHOLD, model: str = "") -> DedupResult:
+def semantic_dedup_embeddings(
+    embeddings: np.ndarray, threshold: float = DEFAULT_COSINE_THRESHOLD, model: str = ""
+) -> DedupResult:
     if not -1.0 <= threshold <= 1.0:
         raise BadInputError(f"cosine threshold must be in [-1, 1], got {threshold}")
     emb = l2_normalize(np.asarray(embeddings, dtype=np.float32))

@@ -82,7 +82,13 @@ class SemanticDedupStep(Step):
 
         result = semantic_dedup(_texts(rows, self.column), default_embedder(), self.threshold)
         return [
-            row if result.keep[i] else Rejected("semantic_duplicate", row, f"cosine >= {self.threshold} with {_row_id(rows[int(result.cluster[i])], int(result.cluster[i]))}")
+            row
+            if result.keep[i]
+            else Rejected(
+                "semantic_duplicate",
+                row,
+                f"cosine >= {self.threshold} with {_row_id(rows[int(result.cluster[i])], int(result.cluster[i]))}",
+            )
             for i, row in enumerate(rows)
         ]
 
@@ -109,7 +115,9 @@ class RougeNoveltyStep(Step):
         for row, text in zip(rows, _texts(rows, self.column)):
             res = pool.add_if_novel(text)
             tagged = {**row, self.score_column: res.max_score, self.similar_column: res.most_similar}
-            out.append(tagged if res.accepted else Rejected("not_novel", tagged, f"ROUGE-L {res.max_score:.3f} > {self.threshold}"))
+            out.append(
+                tagged if res.accepted else Rejected("not_novel", tagged, f"ROUGE-L {res.max_score:.3f} > {self.threshold}")
+            )
         return out
 
 
@@ -140,7 +148,9 @@ class DecontaminateStep(Step):
             from synthloom.quality.embeddings import default_embedder
 
             embedder, judge = default_embedder(), ctx.model(self.judge_model)
-        report = await decontaminate(texts, items, self.ngram, embedder, judge, self.top_k, self.min_similarity, self.judge_kind, seed=ctx.run_seed)
+        report = await decontaminate(
+            texts, items, self.ngram, embedder, judge, self.top_k, self.min_similarity, self.judge_kind, seed=ctx.run_seed
+        )
         why: dict[int, str] = {}
         for h in report.ngram_hits:
             why.setdefault(h.row, f"{self.ngram}-gram overlap with {h.item_id} ({h.matches} windows)")

@@ -130,7 +130,9 @@ def ascii_token_spans(folded: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray
     begins = np.flatnonzero(word[1:] & ~word[:-1])
     ends = np.flatnonzero(word[:-1] & ~word[1:])
     with np.errstate(over="ignore"):
-        prefix = np.concatenate(([np.uint64(0)], np.cumsum(raw.astype(np.uint64) * _powers(_BASE_INV, len(raw)), dtype=np.uint64)))
+        prefix = np.concatenate(
+            ([np.uint64(0)], np.cumsum(raw.astype(np.uint64) * _powers(_BASE_INV, len(raw)), dtype=np.uint64))
+        )
         hashes = mix64((prefix[ends] - prefix[begins]) * _powers(_BASE, len(raw))[begins])
     return begins, ends, hashes
 
@@ -177,7 +179,9 @@ def token_hashes_many(texts: Sequence[str], hasher: "TokenHasher | None" = None)
     starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
     for idx, group_hash, group_lens in ((ascii_idx, a_hash, a_lens), (other_idx, o_hash, lens[other_idx])):
         if len(idx):
-            pos = np.repeat(starts[idx], group_lens) + (np.arange(len(group_hash)) - np.repeat(np.concatenate(([0], np.cumsum(group_lens)[:-1])), group_lens))
+            pos = np.repeat(starts[idx], group_lens) + (
+                np.arange(len(group_hash)) - np.repeat(np.concatenate(([0], np.cumsum(group_lens)[:-1])), group_lens)
+            )
             out[pos] = group_hash
     return out, lens
 

@@ -547,7 +547,8 @@ class ExecuteCode(Step):
             pick, score = self._select(passed, len(tests))
             if pick is None or len(passed[pick]) < self.min_tests:
                 best = max((len(p) for p in passed), default=0)
-                chosen.append(Rejected("no_passing_solution", self._tag(row, False, f"best solution passed {best}/{len(tests)} tests"),
+                chosen.append(Rejected("no_passing_solution",
+                                       self._tag(row, False, f"best solution passed {best}/{len(tests)} tests"),
                                        f"{len(codes)} solutions x {len(tests)} tests"))
                 continue
             kept_tests = [tests[i] for i in sorted(passed[pick])]

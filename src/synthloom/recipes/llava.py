@@ -30,7 +30,8 @@ from synthloom.recipes.multimodal_steps import (
 from synthloom.recipes.registry import RecipeOptions
 
 NAME = "llava"
-DESCRIPTION = "LLaVA: scene images + captions/boxes -> conversation, detail, reasoning (and QA), verified against the scene graph."
+DESCRIPTION = ("LLaVA: scene images + captions/boxes -> conversation, detail, reasoning (and QA), "
+               "verified against the scene graph.")
 
 TYPES = ("conversation", "detail", "reasoning", "qa")
 OUTPUT_COLUMNS = ["id", "image", "type", "conversations", "turns", "turn_checks", "captions", "boxes", "scene"]

@@ -41,7 +41,9 @@ class Options(RecipeOptions):
     num_instructions: int = Field(20, ge=1, description="stop once this many new instructions are accepted")
     prompts_per_round: int = Field(5, ge=1, le=64, description="prompts sent concurrently per round")
     max_rounds: int = Field(10, ge=1, description="stop after this many rounds even below the target")
-    rouge_threshold: float = Field(0.7, ge=0, le=1, description="reject an instruction whose ROUGE-L F with the pool is above this")
+    rouge_threshold: float = Field(
+        0.7, ge=0, le=1, description="reject an instruction whose ROUGE-L F with the pool is above this"
+    )
     temperature: float | None = Field(None, ge=0, description="generation temperature (default 0.7, Code Alpaca 1.0)")
     top_p: float | None = Field(None, ge=0, le=1, description="generation top_p (default 0.5, Code Alpaca 1.0)")
     max_tokens: int = Field(512, ge=16, description="token budget of each instruction-generation completion")
