@@ -49,7 +49,7 @@ demo: install
 
 # OMP_WAIT_POLICY=PASSIVE: tests run several llama.cpp engines at once (servers + in-process);
 # spinning OpenMP threads would starve each other on 2 cores.
-test: install system-deps
+test: install system-deps lint
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install system-deps
