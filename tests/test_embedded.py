@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import jsonschema
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from synthloom.errors import ConfigError
-from synthloom.llm.base import ChatRequest, InvalidRequestError
+from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError, TextDelta
 from synthloom.llm.embedded import EmbeddedModel
 
 CAT = [{"role": "user", "content": "Describe a cat in one sentence."}]
@@ -227,3 +228,31 @@ def test_blocked_inverse_cdf_picks_the_same_token_as_a_full_float64_cdf():
     assert np.isfinite(logits[np.arange(rows), picks]).all()
     assert ((picks == ref) | near_boundary).all()
     assert (picks == ref).mean() > 0.99
+
+
+async def test_stream_yields_the_same_text_piece_by_piece_and_stops_early_cleanly(model):
+    request = req(temperature=0.9, seed=5, max_tokens=24, n=2)
+    whole = (await model.chat([request]))[0]
+    pieces: dict[int, list[str]] = {0: [], 1: []}
+    events = [e async for e in model.stream(request)]
+    for e in events[:-1]:
+        assert isinstance(e, TextDelta)
+        pieces[e.index].append(e.text)
+    assert isinstance(events[-1], ChatResponse)
+    assert ["".join(pieces[i]) for i in (0, 1)] == [c.text for c in whole.choices]
+    assert min(len(p) for p in pieces.values()) > 3
+
+    stop = whole.choices[0].text[6:10]
+    cut = dataclasses.replace(request, stop=[stop], n=1)
+    streamed = "".join([e.text async for e in model.stream(cut) if isinstance(e, TextDelta)])
+    assert streamed == (await model.chat([cut]))[0].text and stop not in streamed
+
+    it = model.stream(req([{"role": "user", "content": "Count to one hundred."}], max_tokens=200))
+    async for _ in it:
+        break
+    await it.aclose()
+    for _ in range(50):  # the engine frees the slot on its next step
+        if len(model.engine._free_ids) == model.options.n_slots:
+            break
+        await asyncio.sleep(0.05)
+    assert len(model.engine._free_ids) == model.options.n_slots

@@ -85,3 +85,4 @@ async def test_requests_arriving_together_decode_their_shared_prefix_once(fresh)
         async with EmbeddedModel(n_slots=4, n_ctx=2048) as alone:
             for request, together in zip(others, results[1:]):
                 assert fingerprint((await alone.chat([request]))[0]) == fingerprint(together)
+

@@ -12,7 +12,7 @@ import httpx
 import jsonschema
 import pytest
 
-from synthloom.llm.base import ChatRequest, ChatResponse, Choice, ModelError, Usage
+from synthloom.llm.base import ChatRequest, ChatResponse, Choice, ModelError, TextDelta, Usage
 from synthloom.llm.server import create_app
 
 MSG = [{"role": "user", "content": "Describe a cat in one sentence."}]
@@ -118,7 +118,8 @@ def test_json_schema_response_format(server):
         ({"messages": []}, "messages"),
         ({"messages": MSG, "temperature": "hot"}, "temperature"),
         ({"messages": MSG, "n": 0}, "n must be"),
-        ({"messages": MSG, "stream": True}, "stream"),
+        ({"messages": MSG, "stream": True, "logprobs": True}, "logprobs"),
+        ({"messages": MSG, "stream": "yes"}, "stream"),
         ({"messages": MSG, "response_format": {"type": "xml"}}, "response_format"),
         ({"messages": [{"role": "user", "content": "word " * 3000}]}, "n_ctx"),
     ],
@@ -128,6 +129,60 @@ def test_bad_requests_get_openai_style_400(server, body, needle):
     assert r.status_code == 400
     err = r.json()["error"]
     assert err["type"] == "invalid_request_error" and needle in err["message"]
+
+
+def sse_events(response: httpx.Response) -> list[dict | str]:
+    """The `data:` payloads of a server-sent-events body ("[DONE]" kept as a string)."""
+    events = []
+    for line in response.iter_lines():
+        if line.startswith("data: "):
+            payload = line[len("data: "):]
+            events.append(payload if payload == "[DONE]" else json.loads(payload))
+    return events
+
+
+def test_streaming_with_the_official_openai_client(server):
+    import openai
+
+    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0)
+    params = dict(model="m", messages=MSG, max_tokens=32, temperature=0.8, seed=4)
+    whole = client.chat.completions.create(**params)
+    pieces, finish, usage = [], None, None
+    for chunk in client.chat.completions.create(**params, stream=True, stream_options={"include_usage": True}):
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for c in chunk.choices:
+            if c.delta.content:
+                pieces.append(c.delta.content)
+            finish = c.finish_reason or finish
+    assert len(pieces) > 3  # token by token, not one lump at the end
+    assert "".join(pieces) == whole.choices[0].message.content
+    assert finish == whole.choices[0].finish_reason
+    assert usage is not None and usage.completion_tokens == whole.usage.completion_tokens
+
+
+def test_streamed_samples_and_stop_strings_over_raw_http(server):
+    body = {"messages": MSG, "max_tokens": 32, "temperature": 0.9, "seed": 11, "n": 2}
+    whole = chat(server, **body).json()["choices"]
+    stop = whole[0]["message"]["content"][8:12]
+    whole = chat(server, **body, stop=[stop]).json()["choices"]
+    with server.stream("POST", "/v1/chat/completions", json={**body, "stop": [stop], "stream": True}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(r)
+    assert events[-1] == "[DONE]"
+    chunks = [e for e in events if isinstance(e, dict)]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    text = {0: "", 1: ""}
+    finish = {}
+    for c in chunks:
+        for ch in c["choices"]:
+            text[ch["index"]] += ch["delta"].get("content") or ""
+            if ch["finish_reason"]:
+                finish[ch["index"]] = ch["finish_reason"]
+    for i in (0, 1):
+        assert text[i] == whole[i]["message"]["content"]
+        assert finish[i] == whole[i]["finish_reason"]
+    assert stop not in text[0] and finish[0] == "stop"
 
 
 def test_malformed_json_body_is_400(server):
@@ -185,3 +240,37 @@ async def test_any_model_can_be_served_and_model_errors_are_500():
     assert r1.status_code == 500 and r1.json()["error"]["message"] == "backend exploded"
     assert r2.status_code == 200 and r2.json()["choices"][0]["message"]["content"] == "ok"
     assert models["data"][0]["id"] == "failing"
+
+
+async def test_a_model_without_streaming_is_streamed_as_one_piece():
+    model = _FailingModel()
+    transport = httpx.ASGITransport(app=create_app(model))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        failed = await client.post("/v1/chat/completions", json={"messages": MSG, "stream": True})
+        ok = await client.post("/v1/chat/completions", json={"messages": MSG, "stream": True})
+    assert failed.status_code == 500  # the answer is computed before the stream opens
+    events = [line[6:] for line in ok.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    deltas = [json.loads(e)["choices"] for e in events[:-1]]
+    assert [c[0]["delta"] for c in deltas] == [{"role": "assistant", "content": ""}, {"content": "ok"}, {}]
+    assert deltas[-1][0]["finish_reason"] == "stop"
+
+
+class _BreaksMidStream(_FailingModel):
+    def stream(self, request: ChatRequest):
+        async def events():
+            yield TextDelta(0, "partial ")
+            raise ModelError("engine died")
+
+        return events()
+
+
+async def test_an_error_after_the_stream_opened_is_reported_in_band():
+    app = create_app(_BreaksMidStream())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        r = await client.post("/v1/chat/completions", json={"messages": MSG, "stream": True})
+    events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+    assert r.status_code == 200 and events[-1] == "[DONE]"
+    assert json.loads(events[1])["choices"][0]["delta"] == {"content": "partial "}
+    assert json.loads(events[2]) == {"error": {"message": "engine died", "type": "server_error"}}
+    assert app.state.stats.chat_failed == 1

@@ -77,6 +77,14 @@ class Choice:
 
 
 @dataclass(slots=True)
+class TextDelta:
+    """A streamed piece of one completion's text (`index` = sample index within the request)."""
+
+    index: int
+    text: str
+
+
+@dataclass(slots=True)
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0

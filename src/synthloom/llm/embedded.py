@@ -5,7 +5,8 @@
     responses = await model.chat([ChatRequest(messages=[...], seed=1)])
 
 Many concurrent `chat` calls share the engine's slots; each request decodes its prompt once, even
-with n>1. See docs/embedded.md for determinism and batch invariance.
+with n>1. `stream(request)` yields the text as it is generated. See docs/embedded.md for
+determinism and batch invariance.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from synthloom.errors import ConfigError
-from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError, ModelError
+from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError, ModelError, TextDelta
 from synthloom.llm.embedded_chat import ChatTemplate
 from synthloom.llm.embedded_engine import EmbeddedEngine, EngineStats, GenerationJob
 from synthloom.llm.embedded_files import default_model_path, file_sha256
@@ -214,6 +215,19 @@ class EmbeddedModel:
                 if not fut.done():
                     job.cancelled = True  # frees the slot on the engine's next step
 
+    def stream(self, request: ChatRequest) -> AsyncIterator[TextDelta | ChatResponse]:
+        """Start one request and iterate over its text as it is generated: TextDelta pieces (text
+        that can no longer be cut by a stop string), then the complete ChatResponse. A bad request
+        raises here, before anything runs; leaving the iteration early cancels the request."""
+        if self._closed:
+            raise ModelError("the embedded model is closed")
+        events: asyncio.Queue[TextDelta | ChatResponse | BaseException] = asyncio.Queue()
+        post = _threadsafe(asyncio.get_running_loop(), events.put_nowait)
+        job = self._job(request, post)
+        job.on_delta = lambda index, text: post(TextDelta(index, text))
+        self.engine.submit(job)
+        return _drain(events, job)
+
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
@@ -234,6 +248,18 @@ class EmbeddedModel:
         return f"EmbeddedModel({self.path!r}, n_ctx={self.options.n_ctx}, n_slots={self.options.n_slots})"
 
 
+def _threadsafe(loop: asyncio.AbstractEventLoop, fn: Callable[..., None]) -> Callable[..., None]:
+    """`fn` made callable from the engine thread: it runs on `loop`, in call order."""
+
+    def call(*args: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            pass  # the loop is gone: nobody is waiting any more
+
+    return call
+
+
 def _resolver(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[ChatResponse]) -> Any:
     """A callback the engine thread may call: resolves `fut` on its own loop, at most once."""
 
@@ -245,13 +271,22 @@ def _resolver(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[ChatResponse]
         else:
             fut.set_result(result)
 
-    def callback(result: ChatResponse | BaseException) -> None:
-        try:
-            loop.call_soon_threadsafe(settle, result)
-        except RuntimeError:
-            pass  # the loop is gone: nobody is waiting any more
+    return _threadsafe(loop, settle)
 
-    return callback
+
+async def _drain(
+    events: asyncio.Queue[TextDelta | ChatResponse | BaseException], job: GenerationJob
+) -> AsyncIterator[TextDelta | ChatResponse]:
+    try:
+        while True:
+            item = await events.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if isinstance(item, ChatResponse):
+                return
+    finally:
+        job.cancelled = True  # no-op once finished; frees the slot if the reader left early
 
 
 def _shutdown(engine: EmbeddedEngine, file: LlamaModelFile) -> None:

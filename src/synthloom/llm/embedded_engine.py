@@ -49,6 +49,8 @@ from synthloom.llm.embedded_sampling import LogitsProcessor, SamplingParams, log
 log = logging.getLogger("synthloom.llm.embedded")
 
 JobCallback = Callable[[ChatResponse | BaseException], None]
+# (sample index, new text): streamed pieces of a completion, called on the engine thread
+DeltaCallback = Callable[[int, str], None]
 
 
 @dataclass
@@ -65,6 +67,7 @@ class GenerationJob:
     grammar: str | None = None  # GBNF; each completion gets its own grammar sampler
     ignore_eos: bool = False
     model_name: str = ""
+    on_delta: DeltaCallback | None = None  # streaming: text as it becomes final
     # engine-side state
     cancelled: bool = False
     seqs: list["_Sequence"] = field(default_factory=list)
@@ -84,7 +87,7 @@ class _Sequence:
 
     __slots__ = (
         "job", "index", "seq_id", "rng", "grammar", "context", "n_past", "last", "n_generated",
-        "text", "decoder", "offsets", "logprobs", "finish_reason",
+        "text", "decoder", "offsets", "logprobs", "finish_reason", "streamed",
     )
 
     def __init__(self, job: GenerationJob, index: int, seq_id: int, grammar: GrammarFilter | None) -> None:
@@ -102,6 +105,7 @@ class _Sequence:
         self.offsets: list[int] = []  # len(text) before each generated token
         self.logprobs: list[TokenLogprob] | None = [] if job.params.logprobs else None
         self.finish_reason: str | None = None
+        self.streamed = 0  # len(text) already passed to job.on_delta
 
 
 def _shared(kept: list[int] | None, prompt: list[int]) -> int:
@@ -481,6 +485,9 @@ class EmbeddedEngine:
             return
         seq.last = token
         seq.context.append(token)
+        if job.on_delta is not None:
+            # hold back what could still turn out to be the start of a stop string
+            self._stream(seq, len(seq.text) - max((len(s) for s in job.stop), default=1) + 1)
 
     @staticmethod
     def _cut_at_stop(seq: _Sequence) -> bool:
@@ -500,10 +507,19 @@ class EmbeddedEngine:
             del seq.logprobs[keep:]
         return True
 
+    @staticmethod
+    def _stream(seq: _Sequence, upto: int) -> None:
+        assert seq.job.on_delta is not None
+        if upto > seq.streamed:
+            seq.job.on_delta(seq.index, seq.text[seq.streamed : upto])
+            seq.streamed = upto
+
     def _finish(self, seq: _Sequence, reason: str, flush: bool) -> None:
         if flush:
             seq.text += seq.decoder.decode(b"", final=True)
         seq.finish_reason = reason
+        if seq.job.on_delta is not None:
+            self._stream(seq, len(seq.text))
         if seq in self._generating:
             self._generating.remove(seq)
         job = seq.job

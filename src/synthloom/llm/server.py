@@ -1,7 +1,8 @@
 """OpenAI-compatible HTTP server over any synthloom Model (`synthloom serve`).
 
     POST /v1/chat/completions   messages, temperature, top_p, max_tokens, stop, seed, n, logprobs,
-                                top_logprobs, response_format {type: json_schema | json_object}
+                                top_logprobs, response_format {type: json_schema | json_object},
+                                stream (server-sent events), stream_options {include_usage}
     GET  /v1/models             the one model this server exposes
     GET  /v1/stats              request counters (tests count model calls with it)
     GET  /health
@@ -25,11 +26,11 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from synthloom.errors import SynthloomError
-from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError, Model, ModelError
+from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError, Model, ModelError, TextDelta
 
 log = logging.getLogger("synthloom.llm.server")
 
@@ -102,8 +103,8 @@ def parse_chat_body(body: Any) -> ChatRequest:
     """An OpenAI chat-completions body as a ChatRequest, or _BadRequest naming the field."""
     if not isinstance(body, dict):
         raise _BadRequest("request body must be a JSON object")
-    if body.get("stream"):
-        raise _BadRequest("streaming is not supported by this server; send stream=false", "stream")
+    if _typed(body, "stream", bool, False) and (body.get("logprobs") or body.get("top_logprobs")):
+        raise _BadRequest("logprobs are not streamed by this server; send stream=false to get them", "logprobs")
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise _BadRequest("'messages' must be a non-empty list", "messages")
@@ -183,13 +184,79 @@ def render_completion(response: ChatResponse, model_name: str) -> dict[str, Any]
     }
 
 
+@dataclass
+class _StreamOptions:
+    include_usage: bool = False
+
+
+def _stream_options(body: dict[str, Any]) -> _StreamOptions | None:
+    """None unless the body asks for streaming; the stream_options it gives otherwise."""
+    if not _typed(body, "stream", bool, False):
+        return None
+    opts = body.get("stream_options") or {}
+    if not isinstance(opts, dict):
+        raise _BadRequest("'stream_options' must be an object", "stream_options")
+    return _StreamOptions(include_usage=_typed(opts, "include_usage", bool, False))
+
+
+async def _open_stream(model: Model, request: ChatRequest) -> AsyncIterator[TextDelta | ChatResponse]:
+    """The model's own stream when it has one (request errors raise now, before any byte is sent);
+    otherwise the whole answer, computed first, as one piece per choice."""
+    stream = getattr(model, "stream", None)
+    if callable(stream):
+        return stream(request)
+    response = (await model.chat([request]))[0]
+
+    async def replay() -> AsyncIterator[TextDelta | ChatResponse]:
+        for i, choice in enumerate(response.choices):
+            yield TextDelta(i, choice.text)
+        yield response
+
+    return replay()
+
+
+def _chunk(cid: str, created: int, model_name: str, choices: list[dict[str, Any]], **extra: Any) -> str:
+    body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model_name, "choices": choices}
+    return f"data: {json.dumps(body | extra)}\n\n"
+
+
 def create_app(model: Model, model_name: str | None = None, close_model: bool = False) -> Starlette:
     """An ASGI app serving `model`. With close_model, the app closes the model on shutdown."""
     name = model_name or getattr(model, "name", None) or model.identity
     stats = ServerStats()
     started = int(time.time())
 
-    async def chat_completions(request: Request) -> JSONResponse:
+    def count(response: ChatResponse) -> None:
+        stats.chat_completed += 1
+        stats.prompt_tokens += response.usage.prompt_tokens
+        stats.completion_tokens += response.usage.completion_tokens
+
+    async def sse(events: AsyncIterator[TextDelta | ChatResponse], n: int, opts: _StreamOptions) -> AsyncIterator[str]:
+        cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+
+        def choice(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
+
+        yield _chunk(cid, created, name, [choice(i, {"role": "assistant", "content": ""}) for i in range(n)])
+        try:
+            async with contextlib.aclosing(events):  # a client that hangs up cancels the request
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        yield _chunk(cid, created, name, [choice(event.index, {"content": event.text})])
+                        continue
+                    yield _chunk(cid, created, name, [choice(i, {}, c.finish_reason) for i, c in enumerate(event.choices)])
+                    if opts.include_usage:
+                        u = event.usage
+                        usage = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                                 "total_tokens": u.total_tokens}
+                        yield _chunk(cid, created, name, [], usage=usage)
+                    count(event)
+        except (ModelError, SynthloomError) as e:  # the 200 is sent: report in-band, like OpenAI
+            stats.chat_failed += 1
+            yield f"data: {json.dumps({'error': {'message': str(e), 'type': 'server_error'}})}\n\n"
+        yield "data: [DONE]\n\n"
+
+    async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
         stats.chat_requests += 1
         try:
             try:
@@ -197,6 +264,10 @@ def create_app(model: Model, model_name: str | None = None, close_model: bool = 
             except ValueError:
                 raise _BadRequest("request body is not valid JSON") from None
             chat_request = parse_chat_body(body)
+            stream_opts = _stream_options(body)
+            if stream_opts is not None:
+                events = await _open_stream(model, chat_request)
+                return StreamingResponse(sse(events, chat_request.n, stream_opts), media_type="text/event-stream")
             response = (await model.chat([chat_request]))[0]
         except _BadRequest as e:
             stats.chat_failed += 1
@@ -207,9 +278,7 @@ def create_app(model: Model, model_name: str | None = None, close_model: bool = 
         except (ModelError, SynthloomError) as e:
             stats.chat_failed += 1
             return _error(500, str(e), err_type="server_error")
-        stats.chat_completed += 1
-        stats.prompt_tokens += response.usage.prompt_tokens
-        stats.completion_tokens += response.usage.completion_tokens
+        count(response)
         return JSONResponse(render_completion(response, name))
 
     async def models(_: Request) -> JSONResponse:
