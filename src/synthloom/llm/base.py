@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -82,6 +83,22 @@ class TextDelta:
 
     index: int
     text: str
+
+
+@dataclass(slots=True)
+class TextScore:
+    """A text's tokens with their log-probabilities under a model, each given all before it."""
+
+    tokens: list[TokenLogprob]
+
+    @property
+    def logprob(self) -> float:
+        return sum(t.logprob for t in self.tokens)
+
+    @property
+    def perplexity(self) -> float:
+        """exp(-mean token log-probability); lower = more expected by the model."""
+        return math.exp(-self.logprob / len(self.tokens)) if self.tokens else float("nan")
 
 
 @dataclass(slots=True)

@@ -12,13 +12,14 @@ determinism and batch invariance.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from synthloom.errors import ConfigError
-from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError, ModelError, TextDelta
+from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError, ModelError, TextDelta, TextScore
 from synthloom.llm.embedded_chat import ChatTemplate
 from synthloom.llm.embedded_engine import EmbeddedEngine, EngineStats, GenerationJob
 from synthloom.llm.embedded_files import default_model_path, file_sha256
@@ -195,16 +196,38 @@ class EmbeddedModel:
             model_name=self.identity,
         )
 
-    # ---- Model protocol --------------------------------------------------------------------
-    async def chat(self, requests: list[ChatRequest]) -> list[ChatResponse]:
+    def _score_job(self, text: str, prefix: str, callback: Any) -> GenerationJob:
+        if prefix:  # tokenised like a chat prompt, so a rendered template scores what chat generates
+            context = self._file.tokenize(prefix, add_special=self._file.add_bos)
+        else:
+            bos = int(_vocab_token(self._file, "bos"))
+            context = [bos] if bos >= 0 else []
+        target = self._file.tokenize(text, add_special=False)
+        if not context:  # no BOS token and no prefix: the first token has nothing to be scored against
+            context, target = target[:1], target[1:]
+        if not target:
+            raise InvalidRequestError("cannot score an empty text (it has no tokens to score)")
+        prompt = context + target
+        if len(prompt) >= self.context_limit:
+            raise InvalidRequestError(
+                f"text to score is {len(prompt)} tokens but the embedded model's context holds {self.context_limit}; "
+                "split the text or raise n_ctx"
+            )
+        return GenerationJob(
+            prompt=prompt, params=SamplingParams(temperature=0.0), n=1, budget=0, seed=None, stop=[],
+            callback=callback, model_name=self.identity, score_tokens=len(target),
+        )
+
+    async def _run(self, build: Sequence[Callable[[Any], GenerationJob]]) -> list[ChatResponse]:
+        """Build one job per entry (each gets its completion callback), run them all, in order."""
         if self._closed:
             raise ModelError("the embedded model is closed")
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[ChatResponse]] = []
         jobs: list[GenerationJob] = []
-        for req in requests:
+        for make in build:
             fut: asyncio.Future[ChatResponse] = loop.create_future()
-            jobs.append(self._job(req, _resolver(loop, fut)))
+            jobs.append(make(_resolver(loop, fut)))
             futures.append(fut)
         for job in jobs:
             self.engine.submit(job)
@@ -214,6 +237,22 @@ class EmbeddedModel:
             for job, fut in zip(jobs, futures):
                 if not fut.done():
                     job.cancelled = True  # frees the slot on the engine's next step
+
+    # ---- Model protocol --------------------------------------------------------------------
+    async def chat(self, requests: list[ChatRequest]) -> list[ChatResponse]:
+        return await self._run([functools.partial(self._job, req) for req in requests])
+
+    async def score(self, texts: Sequence[str], prefixes: Sequence[str] | None = None) -> list[TextScore]:
+        """Log-probability of every token of each text under the model as a plain language model
+        (no chat template): each token given the prefix (tokenised as a prompt, special tokens
+        included) or, without one, the BOS token, and the text before it. Texts are tokenised on
+        their own, so a prefix never changes how its text is split. Scoring decodes each text
+        once, batched with whatever else the engine is doing."""
+        prefixes = list(prefixes) if prefixes is not None else [""] * len(texts)
+        if len(prefixes) != len(texts):
+            raise InvalidRequestError(f"{len(texts)} texts but {len(prefixes)} prefixes")
+        answers = await self._run([functools.partial(self._score_job, t, p) for t, p in zip(texts, prefixes)])
+        return [TextScore(a.choices[0].logprobs or []) for a in answers]
 
     def stream(self, request: ChatRequest) -> AsyncIterator[TextDelta | ChatResponse]:
         """Start one request and iterate over its text as it is generated: TextDelta pieces (text

@@ -68,6 +68,9 @@ class GenerationJob:
     ignore_eos: bool = False
     model_name: str = ""
     on_delta: DeltaCallback | None = None  # streaming: text as it becomes final
+    # > 0: a scoring job. No generation; the answer holds the log-probability of each of the
+    # prompt's last `score_tokens` tokens given everything before it.
+    score_tokens: int = 0
     # engine-side state
     cancelled: bool = False
     seqs: list["_Sequence"] = field(default_factory=list)
@@ -77,9 +80,17 @@ class GenerationJob:
     n_finished: int = 0
     reserved_cells: int = 0  # KV cells still held for this job (prompt + unfinished budgets)
 
+    scored: list[TokenLogprob] = field(default_factory=list)
+
     @property
     def cells_needed(self) -> int:
         return len(self.prompt) + self.n * self.budget
+
+    @property
+    def reusable(self) -> int:
+        """Prompt tokens that may come from cached cells: at least one token must be decoded (it
+        yields the logits), and so must every position whose logits score the next token."""
+        return max(0, len(self.prompt) - 1 - self.score_tokens)
 
 
 class _Sequence:
@@ -106,6 +117,10 @@ class _Sequence:
         self.logprobs: list[TokenLogprob] | None = [] if job.params.logprobs else None
         self.finish_reason: str | None = None
         self.streamed = 0  # len(text) already passed to job.on_delta
+
+
+# Logits rows turned into log-probabilities at once when scoring (each row is a float64 vocabulary).
+_SCORE_BLOCK = 32
 
 
 def _shared(kept: list[int] | None, prompt: list[int]) -> int:
@@ -254,10 +269,10 @@ class EmbeddedEngine:
         ids = sorted(self._free_ids)[: job.n]
         self._free_ids.difference_update(ids)
         first = ids[0]
-        own = min(_shared(self._kept.pop(first, None), prompt), len(prompt) - 1)  # decode >= 1 token
+        own = min(_shared(self._kept.pop(first, None), prompt), job.reusable)
         for seq_id in ids[1:]:
             self._forget(seq_id)
-        source, n, leader = self._prefix_elsewhere(prompt)
+        source, n, leader = self._prefix_elsewhere(prompt, job.reusable)
         if n >= own + self._copy_worth and leader is not None and leader.prompt_done < n:
             self._forget(first)
             job.follow = (leader, n)
@@ -277,9 +292,9 @@ class EmbeddedEngine:
         # about as much as copying ~256 cells on CPU, so a copy must save at least that many.
         return 8 + self.opts.cells_per_slot // 256
 
-    def _prefix_elsewhere(self, prompt: list[int]) -> tuple[int, int, GenerationJob | None]:
+    def _prefix_elsewhere(self, prompt: list[int], cap: int) -> tuple[int, int, GenerationJob | None]:
         """(slot, n, leader): the slot that holds, or will once `leader` has prefilled it, the
-        longest prefix of `prompt` (n tokens, at most all but the last)."""
+        longest prefix of `prompt` (n tokens, at most `cap`)."""
         if self.opts.kv_unified:
             return -1, 0, None
         best: tuple[int, int, GenerationJob | None] = (-1, 0, None)
@@ -287,7 +302,7 @@ class EmbeddedEngine:
         candidates += [(s.seq_id, s.job.prompt, None) for s in self._generating if s.index == 0]
         candidates += [(j.seqs[0].seq_id, j.prompt, j) for j in self._prefilling if j.follow is None and j.seqs]
         for seq_id, tokens, leader in candidates:
-            n = min(_shared(tokens, prompt), len(prompt) - 1)
+            n = min(_shared(tokens, prompt), cap)
             if n > best[1]:
                 best = (seq_id, n, leader)
         return best
@@ -351,10 +366,11 @@ class EmbeddedEngine:
             self._prefilling.append(job)
 
     def _step(self) -> None:
-        # (seq_id, tokens, first position, logits wanted, sequences sampled from those logits)
-        entries: list[tuple[int, list[int], int, bool, list[_Sequence]]] = []
+        # (seq_id, tokens, first position, first token with logits, what the logits are for:
+        #  the sequences that sample from the one row, or a scoring job that reads every row)
+        entries: list[tuple[int, list[int], int, int | None, list[_Sequence] | GenerationJob]] = []
         for seq in self._generating:
-            entries.append((seq.seq_id, [seq.last], seq.n_past, True, [seq]))
+            entries.append((seq.seq_id, [seq.last], seq.n_past, 0, [seq]))
         room = self.opts.n_batch - len(entries)
         completed: list[GenerationJob] = []
         for job in self._prefilling:
@@ -362,12 +378,15 @@ class EmbeddedEngine:
                 break
             if job.follow is not None:
                 continue
-            left = len(job.prompt) - job.prompt_done
-            k = min(left, room)
-            done = k == left
-            entries.append(
-                (job.seqs[0].seq_id, job.prompt[job.prompt_done : job.prompt_done + k], job.prompt_done, done, job.seqs)
-            )
+            start = job.prompt_done
+            k = min(len(job.prompt) - start, room)
+            done = start + k == len(job.prompt)
+            if job.score_tokens:
+                first_scoring = len(job.prompt) - 1 - job.score_tokens  # its logits score the next token
+                logits_from = max(0, first_scoring - start) if start + k > first_scoring else None
+                entries.append((job.seqs[0].seq_id, job.prompt[start : start + k], start, logits_from, job))
+            else:
+                entries.append((job.seqs[0].seq_id, job.prompt[start : start + k], start, k - 1 if done else None, job.seqs))
             job.prompt_done += k
             room -= k
             if done:
@@ -376,11 +395,16 @@ class EmbeddedEngine:
         entries.sort(key=lambda e: e[0])
         batch = self._batch
         batch.clear()
-        rows: list[list[_Sequence]] = []
-        for seq_id, tokens, pos, want, seqs in entries:
-            batch.add(tokens, pos, seq_id, want)
-            if want:
-                rows.append(seqs)
+        sampled: list[tuple[int, list[_Sequence]]] = []  # (logits row, sequences)
+        scored: list[tuple[GenerationJob, int, int, int]] = []  # (job, first row, rows, first position)
+        n_rows = 0
+        for seq_id, tokens, pos, logits_from, target in entries:
+            added = batch.add(tokens, pos, seq_id, logits_from)
+            if added and isinstance(target, GenerationJob):
+                scored.append((target, n_rows, added, pos + (logits_from or 0)))
+            elif added:
+                sampled.append((n_rows, target))
+            n_rows += added
         if batch.n == 0:  # only jobs waiting for a leader that has gone
             self._resolve_followers()
             return
@@ -394,6 +418,9 @@ class EmbeddedEngine:
         self.stats.prompt_tokens_decoded += batch.n - len(self._generating)
         for seq in self._generating:
             seq.n_past += 1
+        logits = logits_view(self._ctx, n_rows, self.model.n_vocab)
+        for job, row, count, pos in scored:
+            self._score(job, logits[row : row + count], pos)
         for job in completed:
             self._prefilling.remove(job)
             first = job.seqs[0]
@@ -401,16 +428,37 @@ class EmbeddedEngine:
                 if s is not first:
                     seq_copy(self._mem, first.seq_id, s.seq_id)
                 s.n_past = len(job.prompt)
-            self._generating.extend(job.seqs)
+            if job.score_tokens:
+                self._finish_scoring(job)
+            else:
+                self._generating.extend(job.seqs)
         self._resolve_followers()  # before sampling: a leader may finish and give up its slot
         self.stats.max_active_sequences = max(self.stats.max_active_sequences, len(self._generating))
-        logits = logits_view(self._ctx, len(rows), self.model.n_vocab)
-        seqs = [s for group in rows for s in group]
-        row_of = np.fromiter((r for r, group in enumerate(rows) for _ in group), dtype=np.int64, count=len(seqs))
+        seqs = [s for _, group in sampled for s in group]
+        row_of = np.fromiter((r for r, group in sampled for _ in group), dtype=np.int64, count=len(seqs))
         tokens = self._sample(seqs, logits[row_of])
         for seq, token in zip(seqs, tokens):
             self._advance(seq, int(token))
         self.stats.sample_seconds += time.perf_counter() - t1
+
+    def _score(self, job: GenerationJob, rows: np.ndarray, pos: int) -> None:
+        """Record log p(prompt[p + 1] | prompt[..p]) for the logits rows of positions pos, pos+1, ..."""
+        pieces = self.model.pieces
+        for start in range(0, len(rows), _SCORE_BLOCK):  # bounded float64 temporaries
+            block = log_softmax(rows[start : start + _SCORE_BLOCK])
+            for i, row in enumerate(block):
+                p = pos + start + i
+                if p + 1 < len(job.prompt):
+                    token = job.prompt[p + 1]
+                    job.scored.append(TokenLogprob(pieces[token].decode("utf-8", "replace"), float(row[token])))
+
+    def _finish_scoring(self, job: GenerationJob) -> None:
+        self._release(job.seqs[0])  # keeps the prompt's cells for the next request's prefix
+        self._reserved_cells -= job.reserved_cells
+        job.reserved_cells = 0
+        self.stats.jobs_completed += 1
+        usage = Usage(prompt_tokens=len(job.prompt), completion_tokens=0)
+        job.callback(ChatResponse(choices=[Choice("", "score", job.scored)], usage=usage, model=job.model_name))
 
     def _sample(self, seqs: list[_Sequence], logits: np.ndarray) -> list[int]:
         """Pick one token per sequence from its (private copy of the) logits row."""

@@ -247,16 +247,21 @@ class BatchBuffer:
     def clear(self) -> None:
         self.n = 0
 
-    def add(self, tokens: np.ndarray | list[int], start_pos: int, seq_id: int, want_last_logits: bool) -> None:
+    def add(self, tokens: np.ndarray | list[int], start_pos: int, seq_id: int, logits_from: int | None) -> int:
+        """Append tokens of one sequence; tokens[logits_from:] get output logits (None: none).
+        Returns how many logits rows these tokens add."""
         k = len(tokens)
         s = slice(self.n, self.n + k)
         self.token[s] = tokens
         self.pos[s] = np.arange(start_pos, start_pos + k, dtype=np.int32)
         self.seq[s] = seq_id
         self.logits[s] = 0
-        if want_last_logits and k:
-            self.logits[self.n + k - 1] = 1
+        rows = 0
+        if logits_from is not None and logits_from < k:
+            self.logits[self.n + logits_from : self.n + k] = 1
+            rows = k - logits_from
         self.n += k
+        return rows
 
     def decode(self, ctx: Any) -> int:
         self.struct.n_tokens = self.n
