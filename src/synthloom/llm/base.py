@@ -90,6 +90,7 @@ class TextScore:
     """A text's tokens with their log-probabilities under a model, each given all before it."""
 
     tokens: list[TokenLogprob]
+    cached: bool = False  # True when answered by the request cache (cost nothing)
 
     @property
     def logprob(self) -> float:

@@ -12,15 +12,17 @@ value is the model's answer.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from synthloom.errors import ConfigError
-from synthloom.llm.base import ChatRequest, ChatResponse, Model, request_key
+from synthloom.llm.base import ChatRequest, ChatResponse, Choice, Model, TextScore, Usage, request_key
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -189,8 +191,44 @@ class CachedModel:
         finally:
             del self._in_flight[key]
 
+    async def score(self, texts: Sequence[str], prefixes: Sequence[str] | None = None) -> list[TextScore]:
+        """The inner model's `score`, cached like chat answers (keyed on model, text and prefix)."""
+        inner_score = getattr(self.inner, "score", None)
+        if not callable(inner_score):
+            raise ConfigError(
+                f"model {self.identity} cannot score texts (token log-probabilities of given text); "
+                "use an embedded model for this role"
+            )
+        prefixes = list(prefixes) if prefixes is not None else [""] * len(texts)
+        keys = [score_key(self.identity, t, p) for t, p in zip(texts, prefixes)]
+        found = self.cache.get_many(keys)
+        results: list[TextScore | None] = [None] * len(texts)
+        missing = []
+        for i, key in enumerate(keys):
+            hit = found.get(key)
+            if hit is None:
+                missing.append(i)
+                continue
+            self.stats.hits += 1
+            self.stats.tokens_saved += hit.usage.prompt_tokens
+            results[i] = TextScore(hit.choices[0].logprobs or [], cached=True)
+        if missing:
+            self.stats.misses += len(missing)
+            fresh = await inner_score([texts[i] for i in missing], [prefixes[i] for i in missing])
+            for i, scored in zip(missing, fresh):
+                stored = ChatResponse([Choice("", "score", scored.tokens)], Usage(prompt_tokens=len(scored.tokens)))
+                self.cache.put(keys[i], self.identity, stored)
+                results[i] = scored
+        return results  # type: ignore[return-value]
+
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def score_key(identity: str, text: str, prefix: str) -> str:
+    """Cache key of a scoring call (never equal to a chat request's key)."""
+    canonical = json.dumps({"kind": "score", "model": identity, "text": text, "prefix": prefix}, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def _copy(response: ChatResponse) -> ChatResponse:

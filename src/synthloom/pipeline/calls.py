@@ -9,10 +9,11 @@ pipeline's model wrapper, counted in the run's token usage and summarised in the
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError
+from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError, TextScore, Usage
 from synthloom.pipeline.step import StepContext
 
 
@@ -57,4 +58,22 @@ async def ask(ctx: StepContext, role: str, request: ChatRequest, log: CallLog, l
     return response
 
 
-__all__ = ["CallLog", "InvalidRequestError", "ask", "user_request"]
+async def score_each(ctx: StepContext, role: str, texts: list[str]) -> list[TextScore | InvalidRequestError]:
+    """Score each text with the model of `role` (cached; usage counted as prompt tokens). A text
+    the model cannot score (empty, longer than its context) gets its InvalidRequestError instead,
+    so the caller can reject that row alone. The engine batches the separate calls together."""
+    model = ctx.model(role)
+
+    async def one(text: str) -> TextScore | InvalidRequestError:
+        try:
+            scored: TextScore = (await model.score([text]))[0]
+        except InvalidRequestError as e:
+            return e
+        if ctx.usage is not None:
+            ctx.usage.record(model.identity, Usage(prompt_tokens=len(scored.tokens)), scored.cached)
+        return scored
+
+    return list(await asyncio.gather(*(one(t) for t in texts)))
+
+
+__all__ = ["CallLog", "InvalidRequestError", "ask", "score_each", "user_request"]

@@ -8,6 +8,9 @@
 - `decontaminate` (global): n-gram overlap (and, with `judge_model`, embedding retrieval + LLM
   judge) against benchmarks; reason "contaminated".
 - `quality_filters` (filter): named heuristic filters; the reason is the failing filter's name.
+- `perplexity_filter` (map): perplexity of the text under a reference language model (a model
+  role that can score, e.g. the embedded one); reasons "perplexity_high" / "perplexity_low" /
+  "unscorable". Writes the perplexity.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from synthloom.errors import ConfigError
+from synthloom.pipeline.calls import score_each
 from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
 from synthloom.quality import filters as F
 from synthloom.quality.benchmarks_data import load_benchmark
@@ -22,6 +26,7 @@ from synthloom.quality.decontam import DEFAULT_NGRAM, JudgeKind, decontaminate
 from synthloom.quality.minhash import MinHashSettings, exact_dedup, minhash_dedup
 from synthloom.quality.rouge import NoveltyPool
 from synthloom.quality.semdedup import DEFAULT_COSINE_THRESHOLD, semantic_dedup
+from synthloom.llm.base import InvalidRequestError, TextScore
 from synthloom.records import META, Row
 
 
@@ -197,4 +202,49 @@ class QualityFiltersStep(Step):
         for row in rows:
             ok, name, reason = F.run_filters(str(row.get(self.column) or ""), bound)
             out.append(row if ok else Rejected(name, row, reason))
+        return out
+
+
+@register_step("perplexity_filter")
+class PerplexityFilterStep(Step):
+    """Perplexity under a reference LM, with bounds: above `max_perplexity` the model finds the
+    text garbled (broken markup, wrong language, word salad); below `min_perplexity` it finds it
+    too predictable (boilerplate, loops). Thresholds depend on the scoring model: look at the
+    written column (or `synthloom inspect`) on a sample before setting them."""
+
+    kind: ClassVar[str] = "map"
+    column: str
+    model: str = "scorer"  # model role; must be able to score text (the embedded backend can)
+    max_perplexity: float | None = None
+    min_perplexity: float | None = None
+    score_column: str = "perplexity"
+
+    def input_columns(self) -> set[str]:
+        return {self.column}
+
+    def output_columns(self, available: set[str]) -> set[str]:
+        return available | {self.score_column}
+
+    def model_roles(self) -> set[str]:
+        return {self.model}
+
+    async def process(self, rows: list[Row], ctx: StepContext) -> list[Any]:
+        texts = _texts(rows, self.column)
+        nonempty = [i for i, t in enumerate(texts) if t.strip()]
+        scores: list[Any] = [InvalidRequestError("empty text: nothing to score")] * len(rows)
+        for i, scored in zip(nonempty, await score_each(ctx, self.model, [texts[i] for i in nonempty])):
+            scores[i] = scored
+        out: list[Any] = []
+        for row, scored in zip(rows, scores):
+            if not isinstance(scored, TextScore):
+                out.append(Rejected("unscorable", row, str(scored)))
+                continue
+            ppl = scored.perplexity
+            tagged = {**row, self.score_column: round(ppl, 4)}
+            if self.max_perplexity is not None and ppl > self.max_perplexity:
+                out.append(Rejected("perplexity_high", tagged, f"perplexity {ppl:.1f} > {self.max_perplexity}"))
+            elif self.min_perplexity is not None and ppl < self.min_perplexity:
+                out.append(Rejected("perplexity_low", tagged, f"perplexity {ppl:.1f} < {self.min_perplexity}"))
+            else:
+                out.append(tagged)
         return out
