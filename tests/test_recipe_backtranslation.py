@@ -250,6 +250,9 @@ async def test_back_translation_end_to_end_on_the_embedded_model(tmp_path, embed
         cands = row["candidates"]
         assert row["source"] in [c["text"] for c in cands] and row["target"] in {r["target"] for r in rows}
         assert all(c["bt_logprob"] < 0 and c["lm_logprob"] < 0 for c in cands)  # real engine logprobs
+        # the embedded lm scores each candidate as plain text (teacher forcing), not by forced decoding
+        scored = await embedded.score([c["text"] for c in cands])
+        assert [c["lm_logprob"] for c in cands] == pytest.approx([s.logprob for s in scored], abs=1e-9)
         if len(cands) > 1 and len({c["quality"] for c in cands}) > 1:
             assert statistics.fmean(c["quality_z"] for c in cands) == pytest.approx(0, abs=1e-5)
     report = json.loads((tmp_path / "run" / "bt_report.json").read_text())

@@ -191,10 +191,14 @@ class CachedModel:
         finally:
             del self._in_flight[key]
 
+    @property
+    def can_score(self) -> bool:
+        """Whether the inner model scores given text (token log-probabilities by teacher forcing)."""
+        return callable(getattr(self.inner, "score", None))
+
     async def score(self, texts: Sequence[str], prefixes: Sequence[str] | None = None) -> list[TextScore]:
         """The inner model's `score`, cached like chat answers (keyed on model, text and prefix)."""
-        inner_score = getattr(self.inner, "score", None)
-        if not callable(inner_score):
+        if not self.can_score:
             raise ConfigError(
                 f"model {self.identity} cannot score texts (token log-probabilities of given text); "
                 "use an embedded model for this role"
@@ -214,7 +218,7 @@ class CachedModel:
             results[i] = TextScore(hit.choices[0].logprobs or [], cached=True)
         if missing:
             self.stats.misses += len(missing)
-            fresh = await inner_score([texts[i] for i in missing], [prefixes[i] for i in missing])
+            fresh = await self.inner.score([texts[i] for i in missing], [prefixes[i] for i in missing])
             for i, scored in zip(missing, fresh):
                 stored = ChatResponse([Choice("", "score", scored.tokens)], Usage(prompt_tokens=len(scored.tokens)))
                 self.cache.put(keys[i], self.identity, stored)

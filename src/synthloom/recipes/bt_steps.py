@@ -8,11 +8,13 @@ bt_score        quality (round-trip chrF/BLEU through the `forward` model, or th
 gamma_select    the candidate to keep: argmax Gamma, or a seeded Gamma sample
 bt_report       quality and diversity of the selected set (chrF to references, Self-BLEU)
 
-LM log-probabilities: the model layer has no "score this text" call, so the `lm` role scores a
-candidate by forced decoding: a JSON-schema `enum` of exactly that string makes the backend emit
-it, and the logprobs it reports are the model's (pre-grammar) log-probabilities of those tokens.
-On backends that report post-constraint logprobs or ignore the schema this is wrong or fails;
-the step checks the forced text and rejects the row with `lm_score_unavailable` when it differs.
+LM log-probabilities: when the `lm` model can score text (the embedded backend), log p_LM(x) is
+its teacher-forced log-probability of the candidate as plain text. Other backends have no "score
+this text" call, so the candidate is scored by forced decoding: a JSON-schema `enum` of exactly
+that string makes the backend emit it, and the logprobs it reports are the model's (pre-grammar)
+log-probabilities of those tokens. On backends that report post-constraint logprobs or ignore
+the schema this is wrong or fails; the step checks the forced text and rejects the row with
+`lm_score_unavailable` when it differs.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, ClassVar, Literal
 import sacrebleu
 from pydantic import PrivateAttr
 
-from synthloom.pipeline.calls import CallLog, ask, user_request
+from synthloom.pipeline.calls import CallLog, ask, score_each, user_request
 from synthloom.alignment.gamma import gamma_scores, importance, select, znorm
 from synthloom.errors import ConfigError
 from synthloom.io import write_text_atomic
@@ -209,8 +211,15 @@ class ScoreCandidates(_LanguageStep):
         return score.score / 100.0
 
     async def _lm_logprob(self, ctx: StepContext, row: Row, i: int, text: str, log: CallLog) -> float | None:
-        """log p_LM(text) by forced decoding (see module docstring); None when the backend cannot."""
+        """log p_LM(text) (see module docstring); None when the backend cannot give it."""
         assert self._lm is not None
+        if getattr(ctx.model(self.lm_model), "can_score", False):
+            [scored] = await score_each(ctx, self.lm_model, [text])
+            if isinstance(scored, InvalidRequestError):
+                raise scored
+            log.model = log.model or ctx.model(self.lm_model).identity
+            log.prompt_tokens += len(scored.tokens)
+            return scored.logprob
         forced = json.dumps(text, ensure_ascii=False)
         request = user_request(self._lm.render(self.langs()), ctx.seed_for(row, 2 * i + 1), temperature=0.0,
                                max_tokens=len(forced) + 8, logprobs=True, json_schema={"enum": [text]})
