@@ -58,7 +58,26 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
     _write_jsonl(src, [{"body": "x"}])
     for args in (["dedup", str(src)], ["dedup", str(tmp_path / "missing.jsonl")],
                  ["decontam", str(src), "-b", "nosuchbench", "-c", "body"],
-                 ["dedup", str(src), "-c", "body", "--method", "fuzzy"]):
+                 ["dedup", str(src), "-c", "body", "--method", "fuzzy"],
+                 ["perplexity", str(src), "-c", "body", "-m", "openai:http://127.0.0.1:9/v1#m"]):
         res = runner.invoke(app, args)
         assert res.exit_code == 2, (args, res.output)
         assert "Traceback" not in res.output and res.output.strip().startswith("error:")
+
+
+def test_perplexity_scores_every_row_and_keeps_those_within_bounds(tmp_path):
+    src = tmp_path / "p.jsonl"
+    texts = ["The cat sat on the mat.", "mat the on sat cat The zq", "", "I drink a cup of tea every morning."]
+    _write_jsonl(src, [{"text": t, "id": i} for i, t in enumerate(texts)])
+    res = runner.invoke(app, ["perplexity", str(src)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output.strip().splitlines()[-1])
+    assert summary["rows"] == 4 and summary["scored"] == 3 and summary["kept"] == 4
+    every = [json.loads(line) for line in (tmp_path / "p.ppl.jsonl").read_text().splitlines()]
+    ppl = {r["id"]: r["perplexity"] for r in every}
+    assert ppl[2] is None and ppl[1] > 10 * max(ppl[0], ppl[3])  # word salad is far less expected
+
+    res = runner.invoke(app, ["perplexity", str(src), "--max", str(max(ppl[0], ppl[3]) * 2), "-o", str(tmp_path / "k.jsonl")])
+    assert res.exit_code == 0, res.output
+    kept = [json.loads(line)["id"] for line in (tmp_path / "k.jsonl").read_text().splitlines()]
+    assert kept == [0, 3]

@@ -1,4 +1,5 @@
-"""CLI commands of the quality kit: `dedup`, `decontam`, `diversity` (mounted by synthloom.cli).
+"""CLI commands of the quality kit: `dedup`, `decontam`, `diversity`, `perplexity` (mounted by
+synthloom.cli).
 
 Each reads a JSONL/Parquet/CSV file, works on one text column, writes its result file and prints a
 one-line JSON summary. User mistakes exit 2 with one line on stderr, never a traceback.
@@ -59,7 +60,7 @@ def _default_out(path: Path, tag: str) -> Path:
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `dedup`, `decontam` and `diversity` commands to a Typer app."""
+    """Add the `dedup`, `decontam`, `diversity` and `perplexity` commands to a Typer app."""
 
     @app.command()
     @_one_line_errors
@@ -157,3 +158,64 @@ def register(app: typer.Typer) -> None:
         if out:
             out.write_text(json.dumps(rep, indent=2, ensure_ascii=False), encoding="utf-8")
         typer.echo(text)
+
+    @app.command()
+    @_one_line_errors
+    def perplexity(
+        file: Path = typer.Argument(..., help="input JSONL / Parquet / CSV"),
+        column: str = typer.Option("text", "--column", "-c"),
+        model: str = typer.Option("embedded", "--model", "-m", help="model spec that can score text (embedded)"),
+        max_perplexity: Optional[float] = typer.Option(None, "--max", help="drop rows above this perplexity"),
+        min_perplexity: Optional[float] = typer.Option(None, "--min", help="drop rows below this perplexity"),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="rows with a perplexity column (default FILE.ppl.jsonl)"),
+    ) -> None:
+        """Perplexity of each row's text under a reference LM; with --max/--min, keep rows within bounds."""
+        rows, texts = _load(file, column)
+        values = asyncio.run(_perplexities(model, texts))
+        bounded = max_perplexity is not None or min_perplexity is not None
+
+        def within(v: float | None) -> bool:
+            if v is None:
+                return not bounded
+            return (max_perplexity is None or v <= max_perplexity) and (min_perplexity is None or v >= min_perplexity)
+
+        kept = [{**r, "perplexity": v} for r, v in zip(rows, values) if within(v)]
+        target = out or _default_out(file, "ppl")
+        _write_rows(kept, target)
+        scored = sorted(v for v in values if v is not None)
+        quantiles = {}
+        for q in (10, 50, 90) if scored else ():
+            quantiles[f"p{q}"] = round(scored[min(len(scored) - 1, len(scored) * q // 100)], 3)
+        typer.echo(json.dumps({"rows": len(rows), "scored": len(scored), "kept": len(kept), **quantiles,
+                               "output": str(target)}))
+
+
+async def _perplexities(spec: str, texts: list[str]) -> list[float | None]:
+    """Perplexity per text (None when empty or longer than the model's context), with a progress bar."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from synthloom.llm.base import InvalidRequestError
+    from synthloom.llm.spec import load_model
+
+    model = load_model(spec)
+    try:
+        if not callable(getattr(model, "score", None)):
+            raise BadInputError(f"model {spec!r} cannot score text; use an embedded model (e.g. --model embedded)")
+        console = Console(stderr=True)
+        values: list[float | None] = [None] * len(texts)
+        with Progress(console=console, disable=not console.is_terminal, transient=True) as bar:
+            task = bar.add_task("scoring", total=len(texts))
+
+            async def one(i: int) -> None:
+                if texts[i].strip():
+                    try:
+                        values[i] = (await model.score([texts[i]]))[0].perplexity
+                    except InvalidRequestError:
+                        pass  # too long for the context: left unscored
+                bar.advance(task)
+
+            await asyncio.gather(*(one(i) for i in range(len(texts))))
+        return values
+    finally:
+        await model.aclose()
