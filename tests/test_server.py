@@ -274,3 +274,53 @@ async def test_an_error_after_the_stream_opened_is_reported_in_band():
     assert json.loads(events[1])["choices"][0]["delta"] == {"content": "partial "}
     assert json.loads(events[2]) == {"error": {"message": "engine died", "type": "server_error"}}
     assert app.state.stats.chat_failed == 1
+
+
+def test_remote_scoring_through_the_openai_client_matches_the_engine(server):
+    import asyncio
+
+    from synthloom.errors import ConfigError
+    from synthloom.llm.embedded import EmbeddedModel
+    from synthloom.llm.openai_compat import OpenAIModel
+
+    texts = ["The cat sat on the mat.", "mat the on sat cat The"]
+
+    async def remote_scores():
+        remote = OpenAIModel(f"{server.base_url}/v1", "m", api_key_env=None, score=True)
+        try:
+            return await remote.score(texts), await remote.score(["on the mat."], prefixes=["The cat sat "])
+        finally:
+            await remote.aclose()
+
+    scores, after_prefix = asyncio.run(remote_scores())
+    local = EmbeddedModel(n_slots=2, n_ctx=2048)
+    try:
+        expected = asyncio.run(local.score(texts))
+    finally:
+        local.close()
+    for got, want in zip(scores, expected):
+        assert [t.token for t in got.tokens] == [t.token for t in want.tokens]
+        assert [t.logprob for t in got.tokens] == pytest.approx([t.logprob for t in want.tokens], abs=1e-3)
+    assert scores[1].perplexity > scores[0].perplexity
+    joined = "".join(t.token for t in after_prefix[0].tokens)
+    assert joined.endswith("on the mat.") and len(joined) <= len(" on the mat.")  # only the text's tokens
+
+    plain = OpenAIModel(f"{server.base_url}/v1", "m", api_key_env=None)
+    with pytest.raises(ConfigError, match="score=true"):
+        asyncio.run(plain.score(["x"]))
+
+
+def test_completions_endpoint_only_scores_and_needs_a_scoring_model(server):
+    r = server.post("/v1/completions", json={"prompt": "Hello there", "max_tokens": 10})
+    assert r.status_code == 400 and "echo" in r.json()["error"]["message"]
+    r = server.post("/v1/completions", json={"prompt": "Hello there", "echo": True, "logprobs": 0, "max_tokens": 0})
+    lp = r.json()["choices"][0]["logprobs"]
+    assert "".join(lp["tokens"]) == "Hello there" and lp["text_offset"][0] == 0
+    assert all(v is None or v <= 0 for v in lp["token_logprobs"])
+
+
+async def test_a_model_that_cannot_score_answers_501():
+    app = create_app(_FailingModel())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        r = await client.post("/v1/completions", json={"prompt": "x", "echo": True, "logprobs": 0, "max_tokens": 1})
+    assert r.status_code == 501 and "cannot score" in r.json()["error"]["message"]

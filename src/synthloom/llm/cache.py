@@ -194,11 +194,11 @@ class CachedModel:
     @property
     def can_score(self) -> bool:
         """Whether the inner model scores given text (token log-probabilities by teacher forcing)."""
-        return callable(getattr(self.inner, "score", None))
+        return bool(getattr(self.inner, "can_score", callable(getattr(self.inner, "score", None))))
 
     async def score(self, texts: Sequence[str], prefixes: Sequence[str] | None = None) -> list[TextScore]:
         """The inner model's `score`, cached like chat answers (keyed on model, text and prefix)."""
-        if not self.can_score:
+        if not callable(getattr(self.inner, "score", None)):
             raise ConfigError(
                 f"model {self.identity} cannot score texts (token log-probabilities of given text); "
                 "use an embedded model for this role"

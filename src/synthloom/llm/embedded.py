@@ -242,6 +242,8 @@ class EmbeddedModel:
     async def chat(self, requests: list[ChatRequest]) -> list[ChatResponse]:
         return await self._run([functools.partial(self._job, req) for req in requests])
 
+    can_score = True
+
     async def score(self, texts: Sequence[str], prefixes: Sequence[str] | None = None) -> list[TextScore]:
         """Log-probability of every token of each text under the model as a plain language model
         (no chat template): each token given the prefix (tokenised as a prompt, special tokens

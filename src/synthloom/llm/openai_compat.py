@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -34,6 +35,7 @@ from synthloom.llm.base import (
     Choice,
     InvalidRequestError,
     ModelError,
+    TextScore,
     TokenLogprob,
     Usage,
 )
@@ -79,7 +81,7 @@ class ServerRejectedError(InvalidRequestError):
 @dataclasses.dataclass(slots=True, eq=False)
 class Replica:
     base_url: str
-    url: str
+    url: str  # chat completions
     breaker: CircuitBreaker
     outstanding: int = 0
     sent: int = 0
@@ -129,6 +131,7 @@ class OpenAIModel:
         breaker_cooldown: float = 1.0,
         outage_grace: float = 60.0,
         repair_rounds: int = 2,
+        score: bool = False,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -136,7 +139,7 @@ class OpenAIModel:
                 f"unknown option(s) for the openai backend: {', '.join(sorted(unknown))}; valid: "
                 "api_key_env, max_concurrency, min_concurrency, rpm, tpm, timeout, max_retries, "
                 "supports_json_schema, supports_n, connect_timeout, backoff_base, backoff_max, "
-                "breaker_threshold, breaker_cooldown, outage_grace, repair_rounds")
+                "breaker_threshold, breaker_cooldown, outage_grace, repair_rounds, score")
         urls = [u.strip() for u in (base_urls.split(",") if isinstance(base_urls, str) else base_urls)]
         urls = [u.rstrip("/") for u in urls if u]
         if not urls:
@@ -169,6 +172,8 @@ class OpenAIModel:
         self.connect_timeout = min(connect_timeout, timeout)
         self.supports_json_schema = supports_json_schema
         self.supports_n = supports_n
+        # opt-in: scoring needs POST /completions with echo + logprobs (vLLM, `synthloom serve`)
+        self.can_score = bool(score)
         self.repair_rounds = int(repair_rounds)
         self.outage_grace = float(outage_grace)
         self.retry = RetryPolicy(max_retries, float(backoff_base), float(backoff_max))
@@ -209,6 +214,48 @@ class OpenAIModel:
             for t in tasks:  # one failed for good: don't leave the rest running unobserved
                 t.cancel()
             raise
+
+    async def score(self, texts: Sequence[str], prefixes: Sequence[str] | None = None) -> list[TextScore]:
+        """Token log-probabilities of each text after its prefix, from the server's legacy
+        completions endpoint (`echo` + `logprobs`, one generated token that is discarded). The
+        server tokenises prefix + text together. Needs the `score=true` option."""
+        if not self.can_score:
+            raise ConfigError(
+                f"{self.identity} is not set up to score text; if the server answers POST /completions "
+                "with echo and logprobs (vLLM, synthloom serve), add ?score=true to the model spec"
+            )
+        prefixes = list(prefixes) if prefixes is not None else [""] * len(texts)
+        if len(prefixes) != len(texts):
+            raise InvalidRequestError(f"{len(texts)} texts but {len(prefixes)} prefixes")
+        self._bind_loop()
+        return list(await asyncio.gather(*(self._score_one(t, p) for t, p in zip(texts, prefixes))))
+
+    async def _score_one(self, text: str, prefix: str) -> TextScore:
+        if not text:
+            raise InvalidRequestError("cannot score an empty text (it has no tokens to score)")
+        prompt = prefix + text
+        payload = json.dumps({"model": self.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0,
+                              "echo": True, "logprobs": 0}, ensure_ascii=False).encode()
+        try:
+            data = await self._post(payload, len(prompt) // 4 + 1, completions=True)
+        except ServerRejectedError as e:
+            if e.status in (404, 405, 501):
+                raise ConfigError(f"{self.identity}: the server cannot score text ({e.server_message}); "
+                                  "drop ?score=true") from None
+            raise
+        try:
+            lp = data["choices"][0]["logprobs"]
+            rows = zip(lp["tokens"], lp["token_logprobs"], lp["text_offset"])
+            # the text's tokens: those ending inside it (one may start in the prefix: the server
+            # tokenises prefix + text together) and starting before the generated token
+            tokens = [TokenLogprob(str(t), float(v)) for t, v, off in rows
+                      if v is not None and int(off) + len(str(t)) > len(prefix) and int(off) < len(prompt)]
+        except (KeyError, TypeError, ValueError, IndexError):
+            raise ModelError(f"{self.identity}: the completions answer has no prompt logprobs "
+                             "(echo with logprobs unsupported?)") from None
+        if not tokens:
+            raise ModelError(f"{self.identity}: the server returned no log-probabilities for the text")
+        return TextScore(tokens)
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -336,8 +383,9 @@ class OpenAIModel:
             if bucket is not None:
                 bucket.rebind()
 
-    async def _post(self, payload: bytes, token_estimate: int) -> dict[str, Any]:
-        """Send until answered or the retry policy says stop; returns the completion JSON."""
+    async def _post(self, payload: bytes, token_estimate: int, completions: bool = False) -> dict[str, Any]:
+        """Send until answered or the retry policy says stop; returns the completion JSON.
+        `completions`: the legacy /completions endpoint instead of /chat/completions."""
         session = self._session
         assert session is not None
         limiter, stats = self.limiter, self.stats
@@ -363,7 +411,8 @@ class OpenAIModel:
             stats.attempts += 1
             status, body, retry_after = 0, b"", None
             try:
-                async with session.post(replica.url, data=payload) as resp:
+                url = f"{replica.base_url}/completions" if completions else replica.url
+                async with session.post(url, data=payload) as resp:
                     status = resp.status
                     body = await resp.read()
                     headers = resp.headers

@@ -3,6 +3,8 @@
     POST /v1/chat/completions   messages, temperature, top_p, max_tokens, stop, seed, n, logprobs,
                                 top_logprobs, response_format {type: json_schema | json_object},
                                 stream (server-sent events), stream_options {include_usage}
+    POST /v1/completions        prompt scoring only: echo=true, logprobs, max_tokens 0 or 1 (the
+                                legacy shape; nothing is generated), for models that can score
     GET  /v1/models             the one model this server exposes
     GET  /v1/stats              request counters (tests count model calls with it)
     GET  /health
@@ -30,7 +32,15 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from synthloom.errors import SynthloomError
-from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError, Model, ModelError, TextDelta
+from synthloom.llm.base import (
+    ChatRequest,
+    ChatResponse,
+    InvalidRequestError,
+    Model,
+    ModelError,
+    TextDelta,
+    TextScore,
+)
 
 log = logging.getLogger("synthloom.llm.server")
 
@@ -44,6 +54,7 @@ class ServerStats:
     chat_failed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    score_requests: int = 0  # POSTs to /v1/completions
 
 
 def _error(status: int, message: str, err_type: str = "invalid_request_error", param: str | None = None) -> JSONResponse:
@@ -143,6 +154,46 @@ def parse_chat_body(body: Any) -> ChatRequest:
     except InvalidRequestError as e:
         raise _BadRequest(str(e)) from None
     return request
+
+
+def parse_scoring_body(body: Any) -> str:
+    """The prompt of a legacy completions body that asks only for its log-probabilities."""
+    if not isinstance(body, dict):
+        raise _BadRequest("request body must be a JSON object")
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if not isinstance(prompt, str) or not prompt:
+        raise _BadRequest("'prompt' must be one non-empty string", "prompt")
+    if body.get("echo") is not True or not isinstance(body.get("logprobs"), int):
+        raise _BadRequest("this server's /v1/completions only scores prompts: send echo=true and logprobs=0", "echo")
+    if _typed(body, "max_tokens", int, 16) not in (0, 1):
+        raise _BadRequest("this server's /v1/completions generates nothing: send max_tokens 0 or 1", "max_tokens")
+    return prompt
+
+
+def render_scoring(prompt: str, scored: TextScore, model_name: str) -> dict[str, Any]:
+    """The legacy `text_completion` shape with the prompt's tokens, log-probabilities and offsets."""
+    tokens = [t.token for t in scored.tokens]
+    values: list[float | None] = [t.logprob for t in scored.tokens]
+    unscored = prompt[: max(0, len(prompt) - len("".join(tokens)))]  # a first token with no context
+    if unscored:
+        tokens, values = [unscored, *tokens], [None, *values]
+    offsets, at = [], 0
+    for t in tokens:
+        offsets.append(at)
+        at += len(t)
+    n = len(scored.tokens)
+    return {
+        "id": f"cmpl-{uuid.uuid4().hex}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model_name,
+        "choices": [{"index": 0, "text": prompt, "finish_reason": "length",
+                     "logprobs": {"tokens": tokens, "token_logprobs": values, "top_logprobs": None,
+                                  "text_offset": offsets}}],
+        "usage": {"prompt_tokens": n, "completion_tokens": 0, "total_tokens": n},
+    }
 
 
 def _token_bytes(token: str) -> list[int]:
@@ -281,6 +332,26 @@ def create_app(model: Model, model_name: str | None = None, close_model: bool = 
         count(response)
         return JSONResponse(render_completion(response, name))
 
+    async def completions(request: Request) -> JSONResponse:
+        stats.score_requests += 1
+        try:
+            try:
+                body = json.loads(await request.body())
+            except ValueError:
+                raise _BadRequest("request body is not valid JSON") from None
+            prompt = parse_scoring_body(body)
+            if not getattr(model, "can_score", False):
+                return _error(501, "this model cannot score prompts", err_type="not_implemented")
+            scored = (await model.score([prompt]))[0]
+        except _BadRequest as e:
+            return _error(400, str(e), param=e.param)
+        except InvalidRequestError as e:
+            return _error(400, str(e))
+        except (ModelError, SynthloomError) as e:
+            return _error(500, str(e), err_type="server_error")
+        stats.prompt_tokens += len(scored.tokens)
+        return JSONResponse(render_scoring(prompt, scored, name))
+
     async def models(_: Request) -> JSONResponse:
         return JSONResponse(
             {"object": "list", "data": [{"id": name, "object": "model", "created": started, "owned_by": "synthloom"}]}
@@ -301,6 +372,7 @@ def create_app(model: Model, model_name: str | None = None, close_model: bool = 
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/v1/stats", stats_view, methods=["GET"]),
             Route("/health", health, methods=["GET"]),

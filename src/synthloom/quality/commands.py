@@ -200,8 +200,11 @@ async def _perplexities(spec: str, texts: list[str]) -> list[float | None]:
 
     model = load_model(spec)
     try:
-        if not callable(getattr(model, "score", None)):
-            raise BadInputError(f"model {spec!r} cannot score text; use an embedded model (e.g. --model embedded)")
+        if not getattr(model, "can_score", False):
+            raise BadInputError(
+                f"model {spec!r} cannot score text; use an embedded model, or add ?score=true to an openai: "
+                "spec whose server answers /completions with echo and logprobs"
+            )
         console = Console(stderr=True)
         values: list[float | None] = [None] * len(texts)
         with Progress(console=console, disable=not console.is_terminal, transient=True) as bar:
