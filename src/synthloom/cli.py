@@ -40,6 +40,18 @@ def parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
     return out
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' as (I, N) with 0 <= I < N, or a one-line BadInputError."""
+    index, _, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise BadInputError(f"--shard must look like I/N (e.g. 0/8), not {text!r}") from None
+    if not 0 <= i < n:
+        raise BadInputError(f"--shard {text}: need 0 <= I < N")
+    return i, n
+
+
 @app.command()
 def run(
     recipe: str = typer.Argument(..., help="built-in recipe name (see `synthloom recipes`) or a recipe .yaml"),
@@ -64,6 +76,8 @@ def run(
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join (auto, HOST:PORT, ray://...); "
                                               "default: start a local one"),
     ray_workers: int = typer.Option(2, help="model-step actors on Ray"),
+    shard: Optional[str] = typer.Option(None, help="I/N: run only shard I (0-based) of N, e.g. one Slurm array "
+                                        "task; combine the shards' run directories with `synthloom merge`"),
 ) -> None:
     """Run a recipe and write the dataset, its card and stats into a run directory."""
     from synthloom.pipeline.runner import RunOptions, run_pipeline_async
@@ -82,7 +96,7 @@ def run(
                       models={k: str(v) for k, v in parse_pairs(model, "--model").items()},
                       cache_path=cache, limit=limit, input_path=input, price_file=prices,
                       shards_in_flight=shards_in_flight, max_tokens_total=max_tokens_total, max_cost=max_cost,
-                      report=report)
+                      report=report, shard=parse_shard(shard) if shard is not None else None)
     if dry_run:
         from synthloom.pipeline.estimate import estimate_run
 
@@ -177,6 +191,20 @@ def recipes() -> None:
             t.add_row(opt, typ, repr(default), help_)
         console.print(t)
         console.print()
+
+
+@app.command()
+def merge(
+    runs: list[Path] = typer.Argument(..., help="the run directories of every shard (synthloom run --shard I/N)"),
+    out: Path = typer.Option(..., "--out", help="directory for the merged dataset"),
+    overwrite: bool = typer.Option(False, help="replace --out even if it is not a merged run"),
+) -> None:
+    """Merge the shards of a sharded run into one dataset (data, rejected rows, stats, card, report)."""
+    from synthloom.pipeline.merge import merge_runs
+
+    stats = merge_runs(runs, out, overwrite=overwrite)
+    _print_funnel(stats)
+    console.print(f"merged {stats['shards']['total']} shards, {stats['rows']} rows -> {out / 'data'}")
 
 
 @app.command()

@@ -22,7 +22,7 @@ from synthloom.errors import BadInputError, ConfigError
 from synthloom.io import write_jsonl, write_parquet, write_text_atomic
 from synthloom.pipeline.local import ExecutionResult, ExecutorConfig, LocalExecutor
 from synthloom.pipeline.pipeline import Pipeline, Source, dump_yaml
-from synthloom.records import Row
+from synthloom.records import Row, content_id
 
 FORMATS = ("jsonl", "parquet")
 
@@ -43,6 +43,7 @@ class RunOptions:
     max_tokens_total: int | None = None  # hard budget on paid (non-cached) tokens, all models
     max_cost: float | None = None  # hard budget in USD (needs a price table)
     report: bool = True  # write report.html at the end (charts take a few seconds)
+    shard: tuple[int, int] | None = None  # (index, count): only the input rows hashed to this shard
 
 
 @dataclass
@@ -98,7 +99,7 @@ def _prepare_run_dir(pipeline: Pipeline, opts: RunOptions) -> tuple[Path, dict[s
             raise BadInputError(f"input file {p} does not exist")
         input_hash = file_sha256(p) if p.is_file() else None
     identity = {"fingerprint": pipeline.fingerprint(), "seed": opts.seed, "input_sha256": input_hash,
-                "limit": opts.limit}
+                "limit": opts.limit, "shard": list(opts.shard) if opts.shard else None}
     run_json = run_dir / "run.json"
     if run_json.exists():
         previous = json.loads(run_json.read_text())
@@ -169,10 +170,20 @@ def prepare_run(pipeline: Pipeline, opts: RunOptions) -> tuple[Path, dict[str, A
         probe = probe[: max(0, opts.limit)]
     if not probe:
         raise BadInputError("no input rows left after --limit")
+    if opts.shard is not None:
+        probe = [row for row in probe if in_shard(row, *opts.shard)]
+        if not probe:
+            raise BadInputError(f"shard {opts.shard[0]}/{opts.shard[1]} holds no input rows; use fewer shards")
     pipeline.validate(set().union(*(r.keys() for r in probe[:100])))
     run_dir, info = _prepare_run_dir(pipeline, opts)
     pipeline.source = Source(rows=probe, description=pipeline.source.description)
     return run_dir, info
+
+
+def in_shard(row: Row, index: int, count: int) -> bool:
+    """Whether an input row belongs to shard `index` of `count`: a hash of its content id, so every
+    row lands in exactly one shard, the same one on every machine and every run."""
+    return int(content_id(row), 16) % count == index
 
 
 async def run_pipeline_async(pipeline: Pipeline, opts: RunOptions | None = None,
@@ -244,12 +255,12 @@ def finish_run(pipeline: Pipeline, opts: RunOptions, run_dir: Path, info: dict[s
     write_text_atomic(run_dir / "stats.json", json.dumps(stats, indent=2, ensure_ascii=False))
     write_card(run_dir, pipeline, stats)
     if opts.report:
-        _write_report_safely(run_dir)
+        write_report_safely(run_dir)
     return RunResult(run_dir=run_dir, complete=result.complete, stats=stats, data_files=data_files,
                      rows=result.rows, stop_reason=stop_reason)
 
 
-def _write_report_safely(run_dir: Path) -> None:
+def write_report_safely(run_dir: Path) -> None:
     """The HTML report is a convenience: a failure there must never fail a finished run."""
     import logging
 
