@@ -37,7 +37,6 @@ from synthloom.llm.base import (
     ChatResponse,
     InvalidRequestError,
     Model,
-    ModelError,
     TextDelta,
     TextScore,
 )
@@ -108,6 +107,22 @@ def _schema_of(response_format: Any) -> dict[str, Any] | None:
             raise _BadRequest("response_format json_schema needs {'json_schema': {'schema': {...}}}", "response_format")
         return schema
     raise _BadRequest(f"unsupported response_format type {kind!r}; use text, json_object or json_schema", "response_format")
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        raise _BadRequest("request body is not valid JSON") from None
+
+
+def _error_for(e: Exception) -> JSONResponse:
+    """The OpenAI-style answer to a request that failed before anything was sent back."""
+    if isinstance(e, _BadRequest):
+        return _error(400, str(e), param=e.param)
+    if isinstance(e, InvalidRequestError):
+        return _error(400, str(e))
+    return _error(500, str(e), err_type="server_error")
 
 
 def parse_chat_body(body: Any) -> ChatRequest:
@@ -302,7 +317,7 @@ def create_app(model: Model, model_name: str | None = None, close_model: bool = 
                                  "total_tokens": u.total_tokens}
                         yield _chunk(cid, created, name, [], usage=usage)
                     count(event)
-        except (ModelError, SynthloomError) as e:  # the 200 is sent: report in-band, like OpenAI
+        except SynthloomError as e:  # the 200 is sent: report in-band, like OpenAI
             stats.chat_failed += 1
             yield f"data: {json.dumps({'error': {'message': str(e), 'type': 'server_error'}})}\n\n"
         yield "data: [DONE]\n\n"
@@ -310,45 +325,28 @@ def create_app(model: Model, model_name: str | None = None, close_model: bool = 
     async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
         stats.chat_requests += 1
         try:
-            try:
-                body = json.loads(await request.body())
-            except ValueError:
-                raise _BadRequest("request body is not valid JSON") from None
+            body = await _json_body(request)
             chat_request = parse_chat_body(body)
             stream_opts = _stream_options(body)
             if stream_opts is not None:
                 events = await _open_stream(model, chat_request)
                 return StreamingResponse(sse(events, chat_request.n, stream_opts), media_type="text/event-stream")
             response = (await model.chat([chat_request]))[0]
-        except _BadRequest as e:
+        except (_BadRequest, SynthloomError) as e:
             stats.chat_failed += 1
-            return _error(400, str(e), param=e.param)
-        except InvalidRequestError as e:
-            stats.chat_failed += 1
-            return _error(400, str(e))
-        except (ModelError, SynthloomError) as e:
-            stats.chat_failed += 1
-            return _error(500, str(e), err_type="server_error")
+            return _error_for(e)
         count(response)
         return JSONResponse(render_completion(response, name))
 
     async def completions(request: Request) -> JSONResponse:
         stats.score_requests += 1
         try:
-            try:
-                body = json.loads(await request.body())
-            except ValueError:
-                raise _BadRequest("request body is not valid JSON") from None
-            prompt = parse_scoring_body(body)
+            prompt = parse_scoring_body(await _json_body(request))
             if not getattr(model, "can_score", False):
                 return _error(501, "this model cannot score prompts", err_type="not_implemented")
             scored = (await model.score([prompt]))[0]
-        except _BadRequest as e:
-            return _error(400, str(e), param=e.param)
-        except InvalidRequestError as e:
-            return _error(400, str(e))
-        except (ModelError, SynthloomError) as e:
-            return _error(500, str(e), err_type="server_error")
+        except (_BadRequest, SynthloomError) as e:
+            return _error_for(e)
         stats.prompt_tokens += len(scored.tokens)
         return JSONResponse(render_scoring(prompt, scored, name))
 
