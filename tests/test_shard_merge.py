@@ -86,3 +86,28 @@ def test_bad_shard_options_are_one_line_errors(workdir: Path):
     assert run(workdir, "s", "--shard", "0/2").returncode == 0
     res = run(workdir, "s", "--shard", "1/2")  # same directory, other shard: not a resume
     assert res.returncode == 2 and "different shard" in res.stderr
+
+
+def test_merge_can_drop_duplicates_that_landed_in_different_shards(tmp_path: Path):
+    (tmp_path / "recipe.yaml").write_text(RECIPE)
+    # same text, different ids (the `n` field differs): hashed to different shards
+    rows = [{"text": "the very same sentence", "n": i} for i in range(6)] + [{"text": f"unique text {i}"} for i in range(6)]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for i in range(2):
+        assert run(tmp_path, f"s{i}", "--shard", f"{i}/2").returncode == 0
+    assert {r["text"] for r in read_jsonl(tmp_path / "s0" / "data" / "train.jsonl")} & \
+        {r["text"] for r in read_jsonl(tmp_path / "s1" / "data" / "train.jsonl")}  # a cross-shard duplicate exists
+
+    res = run_cli("merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m"),
+                  "--dedup", "exact", "--dedup-column", "text")
+    assert res.returncode == 0, res.stderr
+    merged = read_jsonl(tmp_path / "m" / "data" / "train.jsonl")
+    assert sorted(r["text"] for r in merged) == sorted({r["text"] for r in rows})
+    assert pq.read_table(tmp_path / "m" / "data" / "train.parquet").num_rows == len(merged)
+    stats = json.loads((tmp_path / "m" / "stats.json").read_text())
+    last = stats["funnel"][-1]
+    assert (last["step"], last["rows_out"], last["rejected"]) == ("merge_dedup", len(merged), {"duplicate": 5})
+    rejected = pq.read_table(next((tmp_path / "m" / "rejected").glob("*-merge_dedup"))).to_pylist()
+    assert len(rejected) == 5 and all("another shard" in r["detail"] for r in rejected)
+    res = run_cli("merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m2"), "--dedup", "fuzzy")
+    assert res.returncode == 2 and "exact or minhash" in res.stderr and not (tmp_path / "m2").exists()

@@ -198,11 +198,13 @@ def merge(
     runs: list[Path] = typer.Argument(..., help="the run directories of every shard (synthloom run --shard I/N)"),
     out: Path = typer.Option(..., "--out", help="directory for the merged dataset"),
     overwrite: bool = typer.Option(False, help="replace --out even if it is not a merged run"),
+    dedup: Optional[str] = typer.Option(None, help="exact | minhash: also drop duplicates across shards"),
+    dedup_column: str = typer.Option("text", help="the column --dedup compares"),
 ) -> None:
     """Merge the shards of a sharded run into one dataset (data, rejected rows, stats, card, report)."""
     from synthloom.pipeline.merge import merge_runs
 
-    stats = merge_runs(runs, out, overwrite=overwrite)
+    stats = merge_runs(runs, out, overwrite=overwrite, dedup=dedup, dedup_column=dedup_column)
     _print_funnel(stats)
     console.print(f"merged {stats['shards']['total']} shards, {stats['rows']} rows -> {out / 'data'}")
 

@@ -40,8 +40,7 @@ class Checkpoints:
         return self.step_dir(index, name, kind) / f"part-{shard:05d}.parquet"
 
     # --- writing ------------------------------------------------------------------------
-    def write_part(self, index: int, name: str, shard: int, rows: list[Row],
-                   rejected: list[Rejected], stats: dict[str, Any]) -> None:
+    def write_rejected(self, index: int, name: str, shard: int, rejected: list[Rejected]) -> None:
         rej_table = pa.table({
             "row": pa.array([_dumps(r.row) for r in rejected], pa.string()),
             "step": pa.array([name] * len(rejected), pa.string()),
@@ -50,6 +49,10 @@ class Checkpoints:
         })
         with atomic_path(self.part_path(index, name, shard, "rejected")) as tmp:
             pq.write_table(rej_table, tmp, compression="zstd")
+
+    def write_part(self, index: int, name: str, shard: int, rows: list[Row],
+                   rejected: list[Rejected], stats: dict[str, Any]) -> None:
+        self.write_rejected(index, name, shard, rejected)
         table = pa.table({"row": pa.array([_dumps(r) for r in rows], pa.string())})
         table = table.replace_schema_metadata({STATS_KEY: _dumps(stats).encode()})
         with atomic_path(self.part_path(index, name, shard)) as tmp:

@@ -7,9 +7,11 @@ then writes data/ (rows in shard order), rejected/, stats.json with the funnels,
 counters added up, run.json, the dataset card and report.html. The result depends only on the
 shard directories, so merging again gives the same files.
 
-Global steps (dedup, decontamination, diversity) ran within each shard only; rows that are
-duplicates across shards are still there. Run `synthloom dedup` / `decontam` on the merged data,
-or use `--executor ray` when a global step must see every row.
+Global steps (dedup, decontamination, diversity) ran within each shard only. `dedup="exact"` or
+`"minhash"` (on `column`) removes duplicates across shards while merging, keeping the first in
+shard order; rejected rows go to rejected/<nn>-merge_dedup/ and the funnel gets a `merge_dedup`
+entry. For decontamination or semantic dedup across shards, run `synthloom decontam` / `dedup`
+on the merged data, or use `--executor ray` when a global step must see every row.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Any
 
 from synthloom.errors import BadInputError
 from synthloom.io import read_rows, write_jsonl, write_text_atomic
+from synthloom.pipeline.checkpoint import Checkpoints
+from synthloom.pipeline.step import Rejected
 
 _SAME = ("fingerprint", "seed", "input_sha256", "limit", "recipe")
 
@@ -103,10 +107,32 @@ def _shard_rows(run_dir: Path) -> list[dict[str, Any]]:
     raise BadInputError(f"{run_dir} has no data/train.jsonl or data/train.parquet")
 
 
-def merge_runs(run_dirs: list[Path], out: Path, overwrite: bool = False) -> dict[str, Any]:
+def _cross_shard_dedup(rows: list[dict[str, Any]], method: str, column: str) -> tuple[list[int], list[Rejected]]:
+    """Indices of the rows to keep (first of each duplicate cluster) and the rejections."""
+    from synthloom.quality.minhash import MinHashSettings, exact_dedup, minhash_dedup
+
+    if not any(column in r for r in rows):
+        raise BadInputError(f"--dedup-column {column!r} is not a column of the merged rows")
+    texts = [str(r.get(column) or "") for r in rows]
+    if method == "exact":
+        result = exact_dedup(texts)
+    else:
+        result = minhash_dedup(texts, MinHashSettings())
+    keep = [i for i, k in enumerate(result.keep) if k]
+    reason = "duplicate" if method == "exact" else "near_duplicate"
+    first_id = [str(rows[int(c)].get("_meta", {}).get("id", c)) for c in result.cluster]
+    rejected = [Rejected(reason, rows[i], f"same {column} as {first_id[i]} (another shard)")
+                for i, k in enumerate(result.keep) if not k]
+    return keep, rejected
+
+
+def merge_runs(run_dirs: list[Path], out: Path, overwrite: bool = False,
+               dedup: str | None = None, dedup_column: str = "text") -> dict[str, Any]:
     """Merge finished shard run directories into `out`; returns the merged stats."""
     if not run_dirs:
         raise BadInputError("give the shard run directories to merge")
+    if dedup not in (None, "exact", "minhash"):
+        raise BadInputError(f"--dedup must be exact or minhash, not {dedup!r}")
     shards = [(Path(d), *_load_shard(Path(d))) for d in run_dirs]
     count = _check_shards(shards)
     shards.sort(key=lambda s: s[1]["shard"][0])
@@ -118,7 +144,16 @@ def merge_runs(run_dirs: list[Path], out: Path, overwrite: bool = False) -> dict
         shutil.rmtree(out / sub, ignore_errors=True)
 
     rows = [row for run_dir, _, _ in shards for row in _shard_rows(run_dir)]
-    write_jsonl(rows, out / "data" / "train.jsonl")
+    keep, rejected = list(range(len(rows))), []
+    if dedup:
+        keep, rejected = _cross_shard_dedup(rows, dedup, dedup_column)
+    funnel = _add_funnels([s[2].get("funnel", []) for s in shards])
+    if dedup:
+        funnel.append({"step": "merge_dedup", "rows_in": len(rows), "rows_out": len(keep),
+                       "rejected": {rejected[0].reason: len(rejected)} if rejected else {},
+                       "rejected_total": len(rejected), "seconds": 0.0, "parts": 1})
+        Checkpoints(out).write_rejected(len(funnel) - 1, "merge_dedup", 0, rejected)
+    write_jsonl([rows[i] for i in keep], out / "data" / "train.jsonl")
     tables = [run_dir / "data" / "train.parquet" for run_dir, _, _ in shards]
     if all(t.is_file() for t in tables):
         import pyarrow as pa
@@ -127,7 +162,7 @@ def merge_runs(run_dirs: list[Path], out: Path, overwrite: bool = False) -> dict
         # concatenated as Arrow tables: image columns and the provenance label survive as written
         parts = [pq.read_table(t) for t in tables]
         merged = pa.concat_tables(parts, promote_options="default").replace_schema_metadata(parts[0].schema.metadata)
-        pq.write_table(merged, out / "data" / "train.parquet")
+        pq.write_table(merged.take(keep) if dedup else merged, out / "data" / "train.parquet")
     for run_dir, info, _ in shards:
         for part in sorted((run_dir / "rejected").glob("*/*")):
             target = out / "rejected" / part.parent.name / f"shard-{info['shard'][0]:04d}-{part.name}"
@@ -139,13 +174,13 @@ def merge_runs(run_dirs: list[Path], out: Path, overwrite: bool = False) -> dict
         "recipe": first_stats.get("recipe"),
         "complete": True,
         "stop_reason": None,
-        "rows": len(rows),
+        "rows": len(keep),
         "seed": first_stats.get("seed"),
         "created_at": min(s[2].get("created_at", "") for s in shards),
         "finished_at": max(s[2].get("finished_at", "") for s in shards),
         "wall_seconds": round(max(s[2].get("wall_seconds", 0.0) for s in shards), 3),  # shards run side by side
         "shards": {"finished": count, "total": count, "merged_from": [str(s[0]) for s in shards]},
-        "funnel": _add_funnels([s[2].get("funnel", []) for s in shards]),
+        "funnel": funnel,
         "usage": _add_counters([s[2].get("usage", {}) for s in shards]),
         "cache": _add_counters([s[2].get("cache", {}) for s in shards]),
         "models": first_stats.get("models", {}),
