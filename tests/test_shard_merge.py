@@ -77,6 +77,9 @@ def test_merge_refuses_missing_repeated_or_foreign_shards(workdir: Path):
     for dirs, needle in cases:
         res = run_cli("merge", *map(str, dirs), "--out", str(workdir / "m"))
         assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, (dirs, res.stderr)
+    res = run_cli("merge", str(workdir / "s0"), str(workdir / "s1"), "--out", str(workdir / "s1"), "--overwrite")
+    assert res.returncode == 2 and "one of the shards" in res.stderr
+    assert (workdir / "s1" / "data" / "train.jsonl").is_file()  # nothing of the shard was touched
 
 
 def test_bad_shard_options_are_one_line_errors(workdir: Path):

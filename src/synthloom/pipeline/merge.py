@@ -137,6 +137,8 @@ def merge_runs(run_dirs: list[Path], out: Path, overwrite: bool = False,
     count = _check_shards(shards)
     shards.sort(key=lambda s: s[1]["shard"][0])
     out = Path(out)
+    if any(out.resolve() == s[0].resolve() for s in shards):
+        raise BadInputError(f"--out {out} is one of the shards; merge into a new directory")
     if out.exists() and any(out.iterdir()) and not overwrite:
         if not (out / "run.json").is_file() or "merged_from" not in json.loads((out / "run.json").read_text()):
             raise BadInputError(f"{out} exists and is not a merged run; choose another --out or pass --overwrite")
