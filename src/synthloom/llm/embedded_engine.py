@@ -79,8 +79,7 @@ class GenerationJob:
     follow: tuple["GenerationJob", int] | None = None
     n_finished: int = 0
     reserved_cells: int = 0  # KV cells still held for this job (prompt + unfinished budgets)
-
-    scored: list[TokenLogprob] = field(default_factory=list)
+    scored: list[TokenLogprob] = field(default_factory=list)  # scoring jobs: the results so far
 
     @property
     def cells_needed(self) -> int:
@@ -418,6 +417,9 @@ class EmbeddedEngine:
         self.stats.prompt_tokens_decoded += batch.n - len(self._generating)
         for seq in self._generating:
             seq.n_past += 1
+        # followers copy now, while every leader still holds its slot (a scoring leader releases
+        # it below, a generating one may finish when it samples)
+        self._resolve_followers()
         logits = logits_view(self._ctx, n_rows, self.model.n_vocab)
         for job, row, count, pos in scored:
             self._score(job, logits[row : row + count], pos)
@@ -432,7 +434,6 @@ class EmbeddedEngine:
                 self._finish_scoring(job)
             else:
                 self._generating.extend(job.seqs)
-        self._resolve_followers()  # before sampling: a leader may finish and give up its slot
         self.stats.max_active_sequences = max(self.stats.max_active_sequences, len(self._generating))
         seqs = [s for _, group in sampled for s in group]
         row_of = np.fromiter((r for r, group in sampled for _ in group), dtype=np.int64, count=len(seqs))
