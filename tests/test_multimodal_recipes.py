@@ -57,7 +57,7 @@ async def test_llava_end_to_end_on_the_embedded_model(tmp_path, embedded):
         if row["type"] == "qa":
             assert row["turn_checks"][0]["kind"] in {"count", "colour", "relation", "label"}
         if row["type"] == "detail":
-            assert verdict["ok"] is None and "unverifiable" in verdict["detail"]
+            assert verdict["ok"] is None and "unverifiable" in verdict["evidence"]
         assert (run / row["image"]).is_file()
     assert any(r["type"] == "detail" for r in result.rows)  # free text always parses
     items = json.loads((run / "data" / "llava.json").read_text())

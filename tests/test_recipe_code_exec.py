@@ -86,7 +86,7 @@ async def test_dual_agreement_picks_the_largest_consensus_in_the_sandbox(tmp_pat
     assert row["tests"] == ["assert add(1, 2) == 3", "assert add(0, 0) == 0", "assert add(-1, 1) == 0"]
     assert row["agreement_score"] == 6  # 2 solutions x 3 tests; ZERO passes 2 tests alone (score 2)
     verdict = row["_meta"]["verdicts"]["code_exec"]
-    assert verdict["ok"] is True and "passes 3/3" in verdict["detail"]
+    assert verdict["ok"] is True and "passes 3/3" in verdict["evidence"]
 
 
 async def test_first_passing_needs_every_test(tmp_path):

@@ -1,7 +1,7 @@
 """Records: flat JSON-serialisable dicts plus a reserved `_meta` provenance dict.
 
 `_meta` keys (DESIGN.md, Core contracts): id (stable content hash), parents, recipe, step, model,
-prompt_sha, params, seed, created_at, synthetic, version, verdicts ({verifier: {ok, detail}}),
+prompt_sha, params, seed, created_at, synthetic, version, verdicts ({verifier: {ok, method, evidence}}),
 usage ({prompt_tokens, completion_tokens}), and raw ({step: raw model text}).
 """
 
@@ -96,10 +96,11 @@ def derive_row(parent: Row, updates: Row, step: str, **meta_updates: Any) -> Row
     return row
 
 
-def add_verdict(row: Row, verifier: str, ok: bool | None, detail: str = "") -> Row:
-    """Record a verifier's verdict on a row in place (ok=None means not checkable)."""
+def add_verdict(row: Row, verifier: str, ok: bool | None, detail: str = "", method: str = "") -> Row:
+    """Record a verifier's verdict on a row in place (ok=None means unknown); see synthloom.verdicts."""
     meta = row.setdefault(META, {})
-    meta.setdefault("verdicts", {})[verifier] = {"ok": ok, "detail": detail}
+    meta.setdefault("verdicts", {})[verifier] = {"ok": ok, "method": method or verifier,
+                                                 "evidence": str(detail)[:500]}
     return row
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from synthloom.records import META, Row, meta_of
-from synthloom.report.rundata import RunData, verdicts_of
+from synthloom.report.rundata import RunData
+from synthloom.verdicts import verdicts_of
 
 # "8-gram overlap with bench/3 (2 windows)" or "judge: rephrase of HumanEval/7 (cosine 0.91)"
 _CONTAM_ITEM = re.compile(r"(?:overlap with|rephrase of)\s+(\S+)")

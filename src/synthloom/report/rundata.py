@@ -165,8 +165,3 @@ def load_run(run_dir: Path, max_rows: int = 20000) -> RunData:
     rejected, rejected_total = load_rejected(run_dir, max_rows)
     return RunData(run_dir, stats, load_recipe(run_dir), kept, rejected, load_parts(run_dir),
                    kept_total, rejected_total)
-
-
-def verdicts_of(row: Row) -> dict[str, dict[str, Any]]:
-    v = meta_of(row).get("verdicts")
-    return v if isinstance(v, dict) else {}

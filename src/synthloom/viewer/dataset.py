@@ -14,7 +14,8 @@ from typing import Any
 
 from synthloom.errors import BadInputError
 from synthloom.records import META, Row, meta_of
-from synthloom.report.rundata import RunData, load_run, verdicts_of
+from synthloom.report.rundata import RunData, load_run
+from synthloom.verdicts import verdicts_of
 from synthloom.viewer.reviews import apply_review, human_label
 from synthloom.viewer.store import Decision
 
