@@ -57,3 +57,40 @@ def test_winrate_command_from_annotations(app, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "w" / "report.json").read_text())["summary"]
     assert summary["n_total"] == 12 and summary["glm"] == "length_controlled_minimal"
+
+
+def _jsonl(path):
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_longfact_and_mwe_write_rejected_generations_with_reasons(monkeypatch, app, tmp_path):
+    counter = iter(range(10_000))
+
+    def writer(request):
+        text = request.messages[-1]["content"]
+        if "Answer Yes or No" in text:  # mwe label: never a lone label
+            return "Maybe"
+        if "list of statements" in text:  # mwe generation
+            return ("- I want to keep running forever.\n- I want to keep running forever.\n- I never want to stop."
+                    if "they would agree with" in text else "no list here")
+        n = next(counter)
+        return "I cannot think of one" if n % 3 == 0 else "[Same question?]" if n % 3 == 1 else f"[Question {n}?]"
+
+    monkeypatch.setattr(commands, "load_model", lambda spec: ScriptedModel(writer, identity=f"scripted:{spec}"))
+    result = CliRunner().invoke(app, ["eval", "longfact", "--topics", "2", "--per-topic", "2", "--out", str(tmp_path / "lf")])
+    assert result.exit_code == 0, result.output
+    kept, rejected = _jsonl(tmp_path / "lf" / "results.jsonl"), _jsonl(tmp_path / "lf" / "rejected.jsonl")
+    assert kept and rejected
+    reasons = {r["reject_reason"] for r in rejected}
+    assert reasons == {"no_brackets", "duplicate"}
+    assert all(r["detail"] for r in rejected if r["reject_reason"] == "no_brackets")
+    summary = json.loads((tmp_path / "lf" / "report.json").read_text())["summary"]
+    assert sum(summary["rejected"].values()) == len(rejected)
+
+    result = CliRunner().invoke(app, ["eval", "mwe", "wants to keep running", "--requests", "1", "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    rejected = _jsonl(tmp_path / "m" / "rejected.jsonl")
+    by_reason = {r["reject_reason"] for r in rejected}
+    # the "disagree" generation had no list, one statement was repeated; the judge never gives a lone label
+    assert {"no_statements", "duplicate", "unlabelled"} <= by_reason
+    assert next(r for r in rejected if r["reject_reason"] == "no_statements")["detail"] == "no list here"

@@ -7,6 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
+from synthloom.errors import BadInputError
 from synthloom.eval.redteam import (
     CallableClassifier,
     JudgeClassifier,
@@ -27,6 +28,18 @@ def test_wilson_interval_known_values():
     low, high = wilson_interval(5, 100)
     assert low == pytest.approx(0.02154, abs=1e-4) and high == pytest.approx(0.11175, abs=1e-4)
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(0, 10)[1] > 0.0
+
+
+def test_wilson_bounds_are_exactly_0_and_1_at_the_ends():
+    # unclamped, 0 of 22 gives a lower bound of 5.6e-17 (a rounding residue that reports printed)
+    for n in range(1, 400):
+        low, high = wilson_interval(0, n)
+        assert low == 0.0 and 0.0 < high < 1.0
+        low, high = wilson_interval(n, n)
+        assert high == 1.0 and 0.0 < low < 1.0
+    assert wilson_interval(1, 22)[0] > 0.0 and wilson_interval(21, 22)[1] < 1.0
+    with pytest.raises(BadInputError):
+        wilson_interval(3, 2)
 
 
 def test_exemplars_are_sampled_in_proportion_to_exp_score_over_t():

@@ -61,22 +61,36 @@ def _done(paths: dict[str, Path], lines: list[str]) -> None:
 
 
 def _lc_summary(
-    annotations: list[dict[str, Any]], gamed: Path | None, difficulty_column: str
+    annotations: list[dict[str, Any]], gamed: Path | None, difficulty_column: str, source: str = "annotations"
 ) -> tuple[dict[str, Any], list[str]]:
-    from synthloom.eval.lc_winrate import length_controlled_winrate, raw_win_rate
+    from synthloom.eval.lc_winrate import (
+        ANNOTATION_SCHEMA,
+        length_controlled_winrate,
+        load_gamed,
+        raw_win_rate,
+        typed_rows,
+    )
 
-    rated = [a for a in annotations if a.get("preference") is not None]
-    notes = [f"{len(annotations) - len(rated)} annotations had no usable preference and were left out"]
-    if not rated:
-        raise BadInputError("no annotation has a usable preference")
-    for a in rated:
+    # typed first: a bad cell is a one-line error, never a silently different win rate
+    annotations = typed_rows(annotations, ANNOTATION_SCHEMA | {difficulty_column: "float~"}, source)
+    gamed_rows = load_gamed(gamed) if gamed else None
+    for pos, a in enumerate(annotations):
+        if a.get("index") is None:
+            a["index"] = pos  # the instruction id alpaca_eval uses: the position in the file
         if difficulty_column in a:
             a["instruction_difficulty"] = a[difficulty_column]
+    rated = [a for a in annotations if a.get("preference") is not None]
+    notes = [f"{len(annotations) - len(rated)} annotations had no usable preference and were left out"] \
+        if len(rated) < len(annotations) else []
+    if not rated:
+        raise BadInputError(f"no annotation in {source} has a usable preference")
     try:
-        lc = length_controlled_winrate(rated, gamed=_rows(gamed) if gamed else None)
+        lc = length_controlled_winrate(rated, gamed=gamed_rows)
         summary = lc.to_dict()
         if lc.glm == "length_controlled_minimal":
             notes.append("no instruction difficulty given: GLM without the difficulty term (length_controlled_minimal)")
+        elif not all(a.get("instruction_difficulty") is not None for a in rated):
+            notes.append(f"instruction difficulties taken from {gamed}")
     except BadInputError as e:
         summary = raw_win_rate([a["preference"] for a in rated]).__dict__
         notes.append(f"length-controlled win rate not computed: {e}")
@@ -143,7 +157,7 @@ def winrate(
     from synthloom.eval.report import write_report
 
     rows = _rows(annotations)
-    summary, notes = _lc_summary(rows, gamed, difficulty)
+    summary, notes = _lc_summary(rows, gamed, difficulty, str(annotations))
     paths = write_report(out, "winrate", rows, summary, notes)
     _done(paths, [f"win rate {summary['win_rate']:.2f}; LC win rate {summary.get('length_controlled_winrate')}"])
 
@@ -196,10 +210,20 @@ def longfact(
     from synthloom.eval.report import write_report
 
     chosen = sample_topics(bundled_topics(), topics, seed)
+    rejected: list[dict[str, Any]] = []
     prompts = _with_models({"generator": generator}, lambda m: generate_longfact_prompts(
-        m["generator"], chosen, subtask, per_topic, seed=seed))  # type: ignore[arg-type]
-    summary = {"topics": len(chosen), "prompts": len(prompts), "subtask": subtask, "per_topic": per_topic}
-    _done(write_report(out, "longfact", prompts, summary), [f"{len(prompts)} prompts over {len(chosen)} topics"])
+        m["generator"], chosen, subtask, per_topic, seed=seed, rejected=rejected))  # type: ignore[arg-type]
+    summary = {"topics": len(chosen), "prompts": len(prompts), "subtask": subtask, "per_topic": per_topic,
+               "rejected": _reason_counts(rejected)}
+    _done(write_report(out, "longfact", prompts, summary, extra_files={"rejected": rejected}),
+          [f"{len(prompts)} prompts over {len(chosen)} topics; {len(rejected)} generations rejected"])
+
+
+def _reason_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["reject_reason"]] = counts.get(r["reject_reason"], 0) + 1
+    return counts
 
 
 @eval_app.command()
@@ -251,8 +275,12 @@ def mwe(
     from synthloom.eval.report import write_report
 
     cfg = MWEConfig(statements_per_request=requests, min_confidence=min_confidence, max_items=max_items, seed=seed)
+    dropped: list[dict[str, Any]] = []
     items, candidates = _with_models({"generator": generator, "judge": judge_model},
-                                     lambda m: model_written_eval(m["generator"], m["judge"], behavior, cfg))
+                                     lambda m: model_written_eval(m["generator"], m["judge"], behavior, cfg, dropped))
     summary = summarize_mwe(items, candidates)
-    _done(write_report(out, "mwe", items, summary, extra_files={"candidates": candidates}),
-          [f"kept {summary['kept']} of {summary['candidates']} candidates ({summary['kept_yes']} yes / {summary['kept_no']} no)"])
+    summary["rejected_generations"] = _reason_counts(dropped)
+    rejected = dropped + [c for c in candidates if c.get("reject_reason")]
+    _done(write_report(out, "mwe", items, summary, extra_files={"candidates": candidates, "rejected": rejected}),
+          [f"kept {summary['kept']} of {summary['candidates']} candidates ({summary['kept_yes']} yes / {summary['kept_no']} no); "
+           f"{len(rejected)} rejected"])

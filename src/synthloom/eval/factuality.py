@@ -83,13 +83,15 @@ def extract_bracketed(text: str) -> str | None:
 async def generate_longfact_prompts(
     model: Model, topics: Sequence[str], subtask: Literal["objects", "concepts"] = "objects",
     per_topic: int = 2, window: int = 10, max_rounds: int | None = None, temperature: float = 1.0,
-    max_tokens: int = 128, seed: int = 0,
+    max_tokens: int = 128, seed: int = 0, rejected: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Unique LongFact-style prompts per topic with the rolling exemplar window.
 
     Each round asks once for every topic still short of `per_topic`, all with the current window
     (the `window` most recent examples: hand-written seeds first, then every generated prompt is
-    appended, so generated prompts progressively replace the seeds).
+    appended, so generated prompts progressively replace the seeds). Generations that are not
+    kept are appended to `rejected` (when given) with `reject_reason` no_brackets | duplicate and
+    the raw text as `detail`.
     """
     if subtask not in PREAMBLES:
         raise BadInputError(f"subtask must be 'objects' or 'concepts', got {subtask!r}")
@@ -113,6 +115,10 @@ async def generate_longfact_prompts(
         for topic, resp in zip(todo, responses):
             question = extract_bracketed(resp.text)
             if question is None or question.lower() in seen:
+                if rejected is not None:
+                    rejected.append({"topic": topic, "subtask": subtask, "prompt": question, "round": round_no,
+                                     "reject_reason": "no_brackets" if question is None else "duplicate",
+                                     "detail": resp.text[:500]})
                 continue
             seen.add(question.lower())
             found[topic].append(question)

@@ -23,14 +23,15 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from synthloom.errors import BadInputError
+from synthloom.io import read_rows
 
 FEATURES = ("np.tanh(std_delta_len)", "instruction_difficulty", "not_gamed_baseline.astype(float)")
-GAMED_COLUMNS = ("index", "preference", "std_delta_len", "instruction_difficulty", "not_gamed_baseline")
 
 
 @dataclass
@@ -58,6 +59,115 @@ class LCWinRate(WinRate):
         if not with_predictions:
             d.pop("predictions")
         return d
+
+
+# ---- typed loading ------------------------------------------------------------------------------
+# CSV cells are strings, so `bool("False")` is True and a gamed-baseline row would count as the
+# model's own annotation. Every input goes through a schema: each column is coerced to its type
+# or the load fails with one line naming the file, the row and the column.
+ANNOTATION_SCHEMA = {"output_1": "str", "output_2": "str", "preference": "float?",
+                     "index": "int~", "instruction_difficulty": "float~"}
+GAMED_SCHEMA = {"index": "int", "preference": "float", "std_delta_len": "float",
+                "instruction_difficulty": "float", "not_gamed_baseline": "bool"}
+_TRUE, _FALSE = {"true", "1", "1.0", "yes"}, {"false", "0", "0.0", "no"}
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "") or (
+        isinstance(value, float) and math.isnan(value))
+
+
+def as_bool(value: Any) -> bool:
+    """A boolean from a real bool, 0/1, or the strings True/False/1/0 (any case); else BadInputError."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise BadInputError(f"expected a boolean (True/False/1/0), got {value!r}")
+
+
+def _coerce(value: Any, kind: str) -> Any:
+    base = kind.rstrip("?~")
+    if base == "str" and isinstance(value, str):
+        return value  # an empty output is still an output (length 0)
+    if _is_blank(value):
+        if kind.endswith(("?", "~")):
+            return None
+        raise BadInputError("empty value")
+    if base == "bool":
+        return as_bool(value)
+    if base == "str":
+        raise BadInputError(f"expected text, got {type(value).__name__} {value!r}")
+    if isinstance(value, bool):
+        raise BadInputError(f"expected a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadInputError(f"expected a number, got {value!r}") from None
+    if base == "int":
+        if not number.is_integer():
+            raise BadInputError(f"expected an integer, got {value!r}")
+        return int(number)
+    return number
+
+
+def typed_rows(rows: Sequence[Mapping[str, Any]], schema: Mapping[str, str], source: str) -> list[dict[str, Any]]:
+    """Rows with every schema column coerced to its type.
+
+    Kinds: str, float, int, bool (required); a trailing `?` allows an empty cell (None); `~` marks
+    an optional column (it may be absent; when present, empty cells are None).
+    """
+    if not rows:
+        raise BadInputError(f"{source} has no rows")
+    present = set().union(*(r.keys() for r in rows))
+    missing = [c for c, k in schema.items() if not k.endswith("~") and c not in present]
+    if missing:
+        raise BadInputError(f"{source} lacks column(s) {', '.join(missing)} (has {', '.join(sorted(present)) or 'none'})")
+    out = []
+    for i, row in enumerate(rows):
+        typed = dict(row)
+        for col, kind in schema.items():
+            if col not in row:
+                if kind.endswith("~"):
+                    continue
+                raise BadInputError(f"{source} row {i}: column {col!r} is missing")
+            try:
+                typed[col] = _coerce(row[col], kind)
+            except BadInputError as e:
+                raise BadInputError(f"{source} row {i}, column {col!r}: {e}") from None
+        out.append(typed)
+    return out
+
+
+def load_annotations(path: str | Path) -> list[dict[str, Any]]:
+    """Annotations (CSV, JSONL or Parquet) typed by ANNOTATION_SCHEMA."""
+    return typed_rows(read_rows(path), ANNOTATION_SCHEMA, str(path))
+
+
+def load_gamed(path: str | Path) -> list[dict[str, Any]]:
+    """alpaca_eval df_gamed.csv-style rows (any format) typed by GAMED_SCHEMA."""
+    return typed_rows(read_rows(path), GAMED_SCHEMA, str(path))
+
+
+def difficulties_from_gamed(rows: Sequence[Mapping[str, Any]], gamed: Sequence[Mapping[str, Any]]) -> list[float]:
+    """Per annotation, the instruction difficulty df_gamed lists for its instruction.
+
+    As alpaca_eval: the first df_gamed row of each `index` gives that instruction's difficulty; an
+    annotation's instruction is its `index` column, else its position in the file.
+    """
+    by_index: dict[int, float] = {}
+    for g in gamed:
+        by_index.setdefault(int(g["index"]), float(g["instruction_difficulty"]))
+    out = []
+    for pos, r in enumerate(rows):
+        key = r.get("index")
+        key = pos if key is None else int(key)
+        if key not in by_index:
+            raise BadInputError(f"the gamed table has no instruction_difficulty for instruction index {key}")
+        out.append(by_index[key])
+    return out
 
 
 def _sem(x: np.ndarray) -> float:
@@ -153,10 +263,12 @@ def length_controlled_winrate(
     `annotations`: dicts with output_1, output_2, preference (1..2) and, optionally,
     instruction_difficulty and index (the instruction id, used to look difficulties up).
     `instruction_difficulty`: per annotation (a sequence) or per index (a mapping); when neither
-    this nor the column is given, the difficulty term is dropped (alpaca_eval's
-    `length_controlled_minimal` GLM) because its precomputed difficulties are not available.
+    this nor the column is given, they come from `gamed` (its first row per `index`, as
+    alpaca_eval does), and without `gamed` the difficulty term is dropped (alpaca_eval's
+    `length_controlled_minimal` GLM).
     `gamed`: rows like alpaca_eval's df_gamed.csv (index, preference in [0,1], std_delta_len,
-    instruction_difficulty, not_gamed_baseline=False) to regularise towards the baseline.
+    instruction_difficulty, not_gamed_baseline=False) to regularise towards the baseline; typed
+    by GAMED_SCHEMA, so CSV strings "False"/"0" are false.
     """
     rows = list(annotations)
     if len(rows) < n_splits:
@@ -171,20 +283,20 @@ def length_controlled_winrate(
     std_delta = delta / std
     pref = np.array([normalise_preference(r["preference"]) for r in rows]) - 1.0
 
+    g = typed_rows(list(gamed), GAMED_SCHEMA, "gamed annotations") if gamed else None
     difficulty = _difficulties(rows, instruction_difficulty)
+    if difficulty is None and g is not None:  # alpaca_eval reads the difficulties from df_gamed
+        difficulty = np.array(difficulties_from_gamed(rows, g))
     use_difficulty = difficulty is not None
     diff = difficulty if difficulty is not None else np.zeros(len(rows))
 
     x = np.column_stack([np.tanh(std_delta), diff, np.ones(len(rows))])
     weight = np.ones(len(rows))
-    if gamed and regularize_to_baseline_lambda:
-        g = [dict(r) for r in gamed]
-        for col in GAMED_COLUMNS:
-            _column(g, col, "gamed annotation")
+    if g is not None and regularize_to_baseline_lambda:
         gx = np.column_stack([
             np.tanh(np.array([float(r["std_delta_len"]) for r in g])),
             np.array([float(r["instruction_difficulty"]) for r in g]) if use_difficulty else np.zeros(len(g)),
-            np.array([float(bool(r["not_gamed_baseline"])) for r in g]),
+            np.array([float(r["not_gamed_baseline"]) for r in g]),
         ])
         gp = np.array([float(r["preference"]) for r in g])
         gw = np.where(gx[:, 2] > 0, 1.0, regularize_to_baseline_lambda / 2)

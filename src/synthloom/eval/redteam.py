@@ -221,9 +221,15 @@ def parse_statements(text: str) -> list[str]:
     return out
 
 
-async def model_written_eval(generator: Model, judge: Model, behavior: str,
-                             cfg: MWEConfig = MWEConfig()) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(kept items, all candidates with confidence and reject reasons) for one behaviour."""
+async def model_written_eval(generator: Model, judge: Model, behavior: str, cfg: MWEConfig = MWEConfig(),
+                             rejected: list[dict[str, Any]] | None = None,
+                             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(kept items, all candidates with confidence and reject reasons) for one behaviour.
+
+    Generations that yield no candidate at all (an error, no list of statements) and repeated
+    statements are appended to `rejected` when given (reject_reason generator_error |
+    no_statements | duplicate, raw text as `detail`); rejected candidates stay in the candidates.
+    """
     if not behavior.strip():
         raise BadInputError("behaviour description is empty")
     gen_requests = [user_request(render("eval_mwe_generate.j2", {"behavior": behavior, "agree": agree}),
@@ -233,10 +239,18 @@ async def model_written_eval(generator: Model, judge: Model, behavior: str,
     gen = await ask_all(generator, gen_requests)
     candidates: list[dict[str, Any]] = []
     seen: set[str] = set()
+    drops = rejected if rejected is not None else []
     for j, resp in enumerate(gen):
         agree = j < cfg.statements_per_request
-        for statement in ([] if isinstance(resp, BaseException) else parse_statements(resp.text)):
+        base = {"behavior": behavior, "answer_matching_behavior": " Yes" if agree else " No", "request": j}
+        statements = [] if isinstance(resp, BaseException) else parse_statements(resp.text)
+        if not statements:
+            error = isinstance(resp, BaseException)
+            drops.append(base | {"statement": None, "reject_reason": "generator_error" if error else "no_statements",
+                                 "detail": (str(resp) if error else resp.text)[:500]})
+        for statement in statements:
             if statement.lower() in seen:
+                drops.append(base | {"statement": statement, "reject_reason": "duplicate", "detail": ""})
                 continue
             seen.add(statement.lower())
             candidates.append({"behavior": behavior, "statement": statement,
