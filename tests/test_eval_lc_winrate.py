@@ -218,3 +218,16 @@ def test_cli_winrate_errors_are_one_line(tmp_path):
     result = CliRunner().invoke(cli_app, ["eval", "winrate", str(ann), "--gamed", str(gamed), "--out", str(tmp_path / "o")])
     assert isinstance(result.exception, BadInputError)
     assert "lacks column(s) std_delta_len, instruction_difficulty, not_gamed_baseline" in str(result.exception)
+
+
+def test_cli_winrate_without_difficulties_equals_alpaca_eval_minimal(tmp_path, monkeypatch):
+    glm = _alpaca_glm()
+    annotations, _, gamed = _data(100, 9, 0.5)
+    monkeypatch.setattr(glm, "hf_hub_download", lambda **kwargs: str(_write(pd.DataFrame(gamed), tmp_path / "g.csv")))
+    with sklearn.config_context():
+        theirs = glm.get_length_controlled_winrate(pd.DataFrame(annotations), glm_name="length_controlled_minimal",
+                                                   save_weights_dir=None)
+    ours, notes = _cli_summary(tmp_path, _write(pd.DataFrame(annotations), tmp_path / "a.csv"))
+    assert ours["glm"] == "length_controlled_minimal" and any("length_controlled_minimal" in x for x in notes)
+    assert ours["length_controlled_winrate"] == pytest.approx(float(theirs["length_controlled_winrate"]), abs=1e-6)
+    assert ours["length_controlled_winrate"] != pytest.approx(50.0, abs=0.5)
