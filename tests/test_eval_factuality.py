@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 
 import pytest
 
@@ -14,6 +16,7 @@ from synthloom.eval.factuality import (
     extract_bracketed,
     f1_at_k,
     generate_longfact_prompts,
+    grounding_problem,
     parse_fact_list,
     parse_rating,
     parse_relevance,
@@ -57,10 +60,16 @@ def test_parsers_handle_messy_model_output():
     assert parse_fact_list("- Fact one.\n- Fact two.\nPlease breakdown the following sentence\n- leaked") == [
         "Fact one.", "Fact two."]
     assert parse_rating("Thinking... it is [Supported]. Final: [Not Supported]") == NOT_SUPPORTED
-    assert parse_rating("so the answer is supported") == SUPPORTED
-    assert parse_rating("no verdict here") is None
-    assert parse_relevance("ANSWER: [Not Foo]") is False
-    assert parse_relevance("gibberish") is True  # unparseable = relevant, as in SAFE
+    assert parse_rating("The statement is supported by the knowledge.\n[Supported].") == SUPPORTED
+    assert parse_rating("[not  supported]") == NOT_SUPPORTED
+    # prose, negations, hedges, mid-answer labels and truncation are no verdict
+    for text in ("so the answer is supported", "unsupported", "[Unsupported]", "The claim is not supported.",
+                 "It cannot be determined from the KNOWLEDGE.", "This is not [Supported]", "[Supported] or [Not",
+                 "Maybe [Supported], maybe not", "no verdict here", "[Foo]", ""):
+        assert parse_rating(text) is None, text
+    assert parse_relevance("ANSWER: [Not Foo]") is False and parse_relevance("[Foo]") is True
+    for text in ("gibberish", "Not Foo", "not [Foo]", "It is unrelated", "[Supported]"):
+        assert parse_relevance(text) is None, text  # unknown (SAFE then keeps the fact as relevant)
     assert extract_bracketed("QUESTION:\n[Who was Ada Lovelace?] extra [x]") == "Who was Ada Lovelace?"
     assert extract_bracketed("no brackets") is None
 
@@ -135,7 +144,7 @@ def test_safe_pipeline_order_and_counts_with_scripted_model():
 
     cfg = SafeConfig(max_steps=2, ks=(1, 10))
     result = asyncio.run(safe_rate_response(ScriptedModel(answer), LocalSearch.bundled(), "Tell me about the Eiffel Tower.",
-                                            "The Eiffel Tower is famous. Bananas grow in the tropics.", cfg))
+                                            "The Tower is in Paris and was finished in 1889. Bananas are blue.", cfg))
     facts = {f["revised"]: f for f in result["facts"]}
     assert set(facts) == {"The Eiffel Tower is in Paris.", "The Eiffel Tower was finished in 1889.", "Bananas are blue."}
     assert facts["Bananas are blue."]["label"] == "irrelevant" and facts["Bananas are blue."]["queries"] == []
@@ -143,6 +152,79 @@ def test_safe_pipeline_order_and_counts_with_scripted_model():
     assert finished["label"] == SUPPORTED and len(finished["queries"]) == 2 and len(finished["evidence"]) <= 6
     assert (result["num_supported"], result["num_not_supported"], result["num_irrelevant"]) == (1, 1, 1)
     assert result["f1@1"] == pytest.approx(f1_at_k(1, 1, 1)) and result["f1@10"] == pytest.approx(f1_at_k(1, 1, 10))
+
+
+# ---- SAFE on a planted-fact corpus: F1@K known in advance ------------------------------------------
+PLANTED_CORPUS = [
+    {"title": "Marie Curie", "text": "Marie Curie was born in Warsaw in 1867."},
+    {"title": "Marie Curie", "text": "Marie Curie won the Nobel Prize in Physics in 1903."},
+    {"title": "Marie Curie", "text": "Marie Curie won the Nobel Prize in Chemistry in 1911."},
+    {"title": "Marie Curie", "text": "Marie Curie discovered polonium and radium."},
+    {"title": "Eiffel Tower", "text": "The Eiffel Tower was completed in 1889."},
+]
+PLANTED_RESPONSE = ("Marie Curie was born in Warsaw in 1867 and won the Nobel Prize in Physics in 1903. "
+                    "She was born in Brazil. Marie Curie discovered polonium. "
+                    "She won the Nobel Prize in Chemistry in 1911. Marie Curie invented the telephone.")
+
+
+def _planted_safe_model(request):
+    """Splits like a few-shot splitter that copies a demonstration and cuts a fragment; rates by
+    whether the retrieved KNOWLEDGE states every word of the statement; hedges on one fact."""
+    text = request.messages[-1]["content"]
+    tail = text.rsplit("STATEMENT:", 1)[-1].split("\n")[0].strip()
+    if "independent facts" in text:
+        sentence = text.rsplit("independent facts:", 1)[-1].strip().splitlines()[0]
+        if sentence.startswith("Marie Curie was born in Warsaw"):
+            return ("- Marie Curie was born in Warsaw.\n- Marie Curie was born in 1867.\n"
+                    "- Marie Curie won the Nobel Prize in Physics in 1903.\n"
+                    "- The Eiffel Tower was completed in 1889.\n- The E")
+        return "- " + sentence
+    if "REVISED STATEMENT" in text:
+        fact = text.rsplit("STATEMENT:", 2)[-2].strip().splitlines()[0]
+        return "```\n" + fact.replace("She ", "Marie Curie ") + "\n```"
+    if "[Not Foo]" in text:
+        return "[Foo]"
+    if "QUERY:" in text:
+        return "```\n" + tail + "\n```"
+    if "telephone" in tail:
+        return "The KNOWLEDGE says nothing about it, so the statement is unsupported."
+    knowledge = " ".join(line for line in text.split("STATEMENT:")[-2].splitlines() if line.startswith("- ")).lower()
+    words = [w for w in re.findall(r"\w+", tail.lower()) if len(w) > 3]
+    return "Checking each part.\n" + ("[Supported]" if all(w in knowledge for w in words) else "[Not Supported]")
+
+
+def test_safe_on_planted_facts_gives_the_known_f1(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(p) + "\n" for p in PLANTED_CORPUS))
+    cfg = SafeConfig(max_steps=1, num_results=3, ks=(3, 10))
+    result = asyncio.run(safe_rate_response(ScriptedModel(_planted_safe_model), LocalSearch.from_file(corpus),
+                                            "Who was Marie Curie?", PLANTED_RESPONSE, cfg))
+    labels = {f["revised"]: f["label"] for f in result["facts"]}
+    assert labels == {
+        "Marie Curie was born in Warsaw.": SUPPORTED, "Marie Curie was born in 1867.": SUPPORTED,
+        "Marie Curie won the Nobel Prize in Physics in 1903.": SUPPORTED,
+        "Marie Curie discovered polonium.": SUPPORTED, "Marie Curie won the Nobel Prize in Chemistry in 1911.": SUPPORTED,
+        "Marie Curie was born in Brazil.": NOT_SUPPORTED,
+        "Marie Curie invented the telephone.": "unrated",  # "unsupported" is prose, not a verdict
+    }
+    # the copied demonstration fact and the fragment were never stated by the response: dropped, counted
+    assert result["num_dropped"] == 2
+    assert {d["fact"]: d["reason"].split()[0] for d in result["dropped_facts"]} == {
+        "The Eiffel Tower was completed in 1889.": "ungrounded", "The E": "fragment"}
+    # S = 5, N = 1, unrated = 1 counts against precision: P = 5/7
+    assert result["precision"] == pytest.approx(5 / 7)
+    assert result["f1@3"] == pytest.approx(2 * (5 / 7) * 1 / (5 / 7 + 1))     # R = min(5/3, 1) = 1 -> 0.8333
+    assert result["f1@10"] == pytest.approx(2 * (5 / 7) * 0.5 / (5 / 7 + 0.5))  # R = 0.5 -> 0.5882
+
+
+def test_grounding_keeps_stated_facts_and_drops_copies_and_fragments():
+    sentence = "She was born in Warsaw in 1867 and later moved to Paris to study physics."
+    for fact in ("She was born in Warsaw.", "She moved to Paris.", "She studied physics.", "She was born in 1867."):
+        assert grounding_problem(fact, sentence) is None, fact
+    for fact, reason in (("The Eiffel Tower was completed in 1889.", "ungrounded"), ("The E", "fragment"),
+                         ("She was born in Brazil in 1900.", "ungrounded"), ("It is.", "fragment"),
+                         ("The Wars", "ungrounded")):
+        assert (grounding_problem(fact, sentence) or "").startswith(reason), fact
 
 
 # ---- SAFE end to end on the embedded model ---------------------------------------------------------

@@ -8,6 +8,12 @@ SAFE, for a (prompt, response) pair, in exactly this order:
   4. up to `max_steps` times: the model writes one search query (code block), the search backend
      returns the top `k` results, appended to KNOWLEDGE; then rate [Supported]/[Not Supported].
 Then F1@K = 2PR/(P+R) with P = S/(S+N), R = min(S/K, 1), and 0 when S = 0.
+
+Two guards keep the numbers about what the response said: every atomic fact must be grounded in
+its source sentence (`grounding_problem`; a copied demonstration fact or a fragment is dropped and
+counted), and verdicts are read only from a final bracketed label, so "unsupported" or "cannot be
+determined" is no verdict. A relevant fact left without a verdict is `unrated` and counts as not
+supported in P (SAFE's rater either supports a fact or it does not).
 """
 
 from __future__ import annotations
@@ -180,17 +186,33 @@ def parse_code_block(text: str) -> str | None:
     return None
 
 
-def parse_relevance(text: str) -> bool:
-    """[Not Foo] = irrelevant; anything else (incl. unparseable) = relevant, as in SAFE."""
-    return "[not foo]" not in text.lower()
+# A verdict is the bracketed label that ends the answer, alone ("[Supported]", "[Not Supported]",
+# optionally followed by a full stop). Prose is never read: "unsupported", "not supported",
+# "cannot be determined", a label in the middle of the reasoning or a negated one is no verdict.
+_FINAL_LABEL = re.compile(r"(?:^|[\s:>*])\[\s*(not\s+supported|supported|not\s+foo|foo)\s*\][\s.*]*$", re.IGNORECASE)
+_NEGATED = re.compile(r"(?:\bnot|n't|\bnever|\bno)\s*$", re.IGNORECASE)
+
+
+def _final_label(text: str) -> str | None:
+    m = _FINAL_LABEL.search(text.strip())
+    if m is None or _NEGATED.search(text.strip()[: m.start(1)].rstrip("[ \t")):
+        return None
+    return re.sub(r"\s+", " ", m.group(1).lower())
+
+
+def parse_relevance(text: str) -> bool | None:
+    """True for a final [Foo], False for [Not Foo], None (unknown) otherwise; SAFE then treats
+    the fact as relevant, but a negation is never read as a label."""
+    label = _final_label(text)
+    return None if label is None or "supported" in label else label == "foo"
 
 
 def parse_rating(text: str) -> str | None:
-    """The last [Supported]/[Not Supported] verdict (brackets optional); None if absent."""
-    hits = list(re.finditer(r"\[?\s*(not\s+supported|supported)\s*\]?", text, re.IGNORECASE))
-    if not hits:
+    """SUPPORTED / NOT_SUPPORTED from a final [Supported]/[Not Supported]; None otherwise."""
+    label = _final_label(text)
+    if label is None or "foo" in label:
         return None
-    return NOT_SUPPORTED if hits[-1].group(1).lower().startswith("not") else SUPPORTED
+    return NOT_SUPPORTED if label.startswith("not") else SUPPORTED
 
 
 def parse_query(text: str) -> str | None:
@@ -203,6 +225,46 @@ def parse_query(text: str) -> str | None:
         if line:
             return line[:200]
     return None
+
+
+# ---- grounding: a fact must be stated by its sentence ------------------------------------------
+# The few-shot splitter can copy a demonstration fact ("The Eiffel Tower was completed in 1889.")
+# or cut a fragment ("The E") into the list; rating those counts facts the response never stated.
+# A fact is kept only when it has a content word and most of its content words occur in its source
+# sentence (words compared by a crude stem, so "completed"/"completion" and "studied"/"study" match).
+_FUNCTION_WORDS = frozenset("""
+a an the of and or but nor to in on at by for from with without into onto about as than then so
+is are was were be been being am do does did has have had having will would shall should can could
+may might must it its it's this that these those there here he she they them his her hers their
+theirs him we us our you your i me my mine who whom whose which what when where why how also very
+not no yes all any some each every both either neither one ones such just only more most much many
+""".split())
+MIN_CONTENT_WORDS = 1
+MIN_GROUNDED_SHARE = 2 / 3
+
+
+def _stem(word: str) -> str:
+    """A crude stem: common inflections off, then the first 5 letters ("studied" ~ "study")."""
+    if len(word) > 4:
+        word = re.sub(r"(?:ies|ied)$", "y", word)
+        word = re.sub(r"(?:ing|ed|es|s)$", "", word)
+    return word[:5]
+
+
+def content_words(text: str) -> list[str]:
+    """Lowercased content words (letters/digits runs that are not function words), stemmed."""
+    return [_stem(w) for w in re.findall(r"[^\W_]+", text.lower()) if w not in _FUNCTION_WORDS]
+
+
+def grounding_problem(fact: str, source: str) -> str | None:
+    """Why `fact` is not grounded in `source` (None when it is): no content word of two or more
+    characters (a fragment such as "The E"), or fewer than 2/3 of its content words in the source."""
+    words = content_words(fact)
+    if len({w for w in words if len(w) > 1 or w.isdigit()}) < MIN_CONTENT_WORDS:
+        return "fragment"
+    have = set(content_words(source))
+    share = sum(1 for w in words if w in have) / len(words)
+    return None if share >= MIN_GROUNDED_SHARE else f"ungrounded ({share:.0%} of its content words in the sentence)"
 
 
 def _normalise_fact(fact: str) -> str:
@@ -243,28 +305,40 @@ class FactResult:
     detail: str = ""
 
 
-async def _split(ask: _Asker, response: str) -> list[tuple[str, str]]:
+async def _split(ask: _Asker, response: str) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
+    """(sentence, atomic fact) pairs grounded in their sentence, and the facts dropped with why."""
     sentences = split_sentences(response)
     replies = await asyncio.gather(*(ask("eval_safe_split.j2", {"sentence": s}, "split", s, stop=["Please breakdown"])
                                      for s in sentences))
     pairs: list[tuple[str, str]] = []
+    dropped: list[dict[str, str]] = []
     for sentence, reply in zip(sentences, replies):
         facts = parse_fact_list(reply.text) if reply is not None else []
-        pairs.extend((sentence, f) for f in (facts or [sentence]))  # unsplittable: the sentence is one fact
-    return pairs
+        kept = []
+        for fact in facts:
+            why = grounding_problem(fact, sentence)
+            if why is None:
+                kept.append(fact)
+            else:
+                dropped.append({"sentence": sentence, "fact": fact, "reason": why})
+        pairs.extend((sentence, f) for f in (kept or [sentence]))  # nothing usable: the sentence is one fact
+    return pairs, dropped
 
 
 async def _revise(ask: _Asker, response: str, fact: FactResult) -> None:
     reply = await ask("eval_safe_revise.j2", {"response": response, "fact": fact.atomic}, "revise", fact.atomic,
                       stop=["RESPONSE:"])
     revised = parse_code_block(reply.text) if reply is not None else None
-    fact.revised = revised.splitlines()[0].strip() if revised else fact.atomic
+    revised = revised.splitlines()[0].strip() if revised else None
+    # the revision may only replace references by entities of the response, never add claims
+    fact.revised = revised if revised and grounding_problem(revised, f"{fact.atomic} {response}") is None else fact.atomic
 
 
 async def _relevance(ask: _Asker, prompt: str, response: str, fact: FactResult) -> None:
     reply = await ask("eval_safe_relevance.j2", {"prompt": prompt, "response": response, "fact": fact.revised},
                       "relevance", prompt, fact.revised, max_tokens=min(ask.cfg.max_tokens, 64), stop=["QUESTION:"])
-    fact.relevant = parse_relevance(reply.text) if reply is not None else True
+    verdict = parse_relevance(reply.text) if reply is not None else None
+    fact.relevant = verdict is not False  # unknown = relevant, as in SAFE
     if not fact.relevant:
         fact.label = IRRELEVANT
 
@@ -298,7 +372,7 @@ async def safe_rate_response(model: Model, search: SearchBackend, prompt: str, r
     if not response.strip():
         raise BadInputError("SAFE needs a non-empty response")
     ask = _Asker(model, cfg)
-    pairs = await _split(ask, response)
+    pairs, dropped = await _split(ask, response)
     facts = [FactResult(sentence, atomic) for sentence, atomic in pairs[: cfg.max_facts]]
     await asyncio.gather(*(_revise(ask, response, f) for f in facts))
     # F1@K assumes no repeated facts: rate each distinct revised fact once.
@@ -315,11 +389,14 @@ async def safe_rate_response(model: Model, search: SearchBackend, prompt: str, r
     await asyncio.gather(*(_relevance(ask, prompt, response, f) for f in unique))
     await asyncio.gather(*(_rate(ask, search, f) for f in unique if f.relevant))
     counts = {label: sum(1 for f in unique if f.label == label) for label in (SUPPORTED, NOT_SUPPORTED, IRRELEVANT, UNRATED)}
-    s, n = counts[SUPPORTED], counts[NOT_SUPPORTED]
+    # A relevant fact SAFE could not rate as Supported is not supported: unrated facts count
+    # against precision (they are still reported separately).
+    s, n = counts[SUPPORTED], counts[NOT_SUPPORTED] + counts[UNRATED]
     return {
         "prompt": prompt, "response": response,
-        "facts": [f.__dict__ for f in unique],
-        "num_facts": len(unique), "duplicate_facts": duplicates, "facts_over_cap": max(0, len(pairs) - cfg.max_facts),
+        "facts": [f.__dict__ for f in unique], "dropped_facts": dropped,
+        "num_facts": len(unique), "num_dropped": len(dropped), "duplicate_facts": duplicates,
+        "facts_over_cap": max(0, len(pairs) - cfg.max_facts),
         **{f"num_{k}": v for k, v in counts.items()},
         "precision": s / (s + n) if s + n else 0.0,
         **{f"f1@{k}": f1_at_k(s, n, k) for k in cfg.ks},
@@ -350,7 +427,7 @@ def summarize_factuality(results: Sequence[Mapping[str, Any]], ks: Sequence[int]
     """Means over rated responses: F1@K for each K, precision, and fact label totals."""
     rated = [r for r in results if "error" not in r]
     summary: dict[str, Any] = {"responses": len(results), "rated": len(rated), "errors": len(results) - len(rated)}
-    for label in (SUPPORTED, NOT_SUPPORTED, IRRELEVANT, UNRATED):
+    for label in (SUPPORTED, NOT_SUPPORTED, IRRELEVANT, UNRATED, "dropped"):
         summary[f"total_{label}"] = sum(int(r.get(f"num_{label}", 0)) for r in rated)
     if rated:
         summary["mean_precision"] = sum(r["precision"] for r in rated) / len(rated)

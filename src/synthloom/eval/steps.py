@@ -130,7 +130,8 @@ class SafeFactuality(Step):
         return {self.prompt, self.response}
 
     def output_columns(self, available: set[str]) -> set[str]:
-        cols = {"num_supported", "num_not_supported", "num_irrelevant", "num_unrated", "precision", "safe_facts"}
+        cols = {"num_supported", "num_not_supported", "num_irrelevant", "num_unrated", "num_dropped", "precision",
+                "safe_facts"}
         return available | cols | {f"f1@{k}" for k in self.ks}
 
     def model_roles(self) -> set[str]:
@@ -152,7 +153,7 @@ class SafeFactuality(Step):
                 return Rejected("empty_response", row, "nothing to fact-check")
             result = await safe_rate_response(model, self._search, str(row[self.prompt]), text, cfg)
             _record(ctx, model.identity, Usage(result["prompt_tokens"], result["completion_tokens"]))
-            keep = ["num_supported", "num_not_supported", "num_irrelevant", "num_unrated", "precision",
+            keep = ["num_supported", "num_not_supported", "num_irrelevant", "num_unrated", "num_dropped", "precision",
                     *[f"f1@{k}" for k in self.ks]]
             updates = {k: result[k] for k in keep} | {"safe_facts": result["facts"]}
             return ctx.derive(row, updates, usage={"prompt_tokens": result["prompt_tokens"],
