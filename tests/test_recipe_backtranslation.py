@@ -1,9 +1,10 @@
-"""Back-translation recipe: candidates, Gamma score maths (z-normalised per sentence), selection."""
+"""Back-translation recipe: candidates, floors, Gamma score maths (z-normalised per sentence), selection."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import statistics
 from typing import ClassVar
@@ -18,11 +19,12 @@ from synthloom.alignment.gamma import (
     znorm,
 )
 from synthloom.errors import ConfigError
-from synthloom.llm.base import ChatResponse, Choice, TokenLogprob, Usage
+from synthloom.llm.base import ChatResponse, Choice, TextScore, TokenLogprob, Usage
 from synthloom.llm.scripted import ScriptedModel
 from synthloom.pipeline.runner import RunOptions, run_pipeline_async
 from synthloom.recipes import backtranslation as bt
 from synthloom.recipes.bt_steps import (
+    ScoreCandidates,
     clean_translation,
     selected_set_report,
     text_logprob,
@@ -88,6 +90,33 @@ def test_candidate_text_and_its_log_probability():
     assert text_logprob(None, raw, "Le chat dort.") is None
 
 
+@pytest.mark.parametrize("raw, clean", [
+    ("Français: Le chat dort.", "Le chat dort."),
+    ("Français : « Le chat dort. »", "Le chat dort."),  # French spacing and guillemets
+    ("Español : El gato duerme.", "El gato duerme."),
+    ("Deutsch: Die Katze schläft.", "Die Katze schläft."),
+    ("中文：猫在睡觉。", "猫在睡觉。"),  # full-width colon
+    ("日本語：猫が寝ている。", "猫が寝ている。"),
+    ("Русский: Кошка спит.", "Кошка спит."),
+    ("**French:** Le chat dort.", "Le chat dort."),
+    ("French translation: Le chat dort.", "Le chat dort."),
+    ("Traduction française : Le chat dort.", "Le chat dort."),
+    ("Translation: Français : Le chat dort.", "Le chat dort."),
+    ("Français :\nLe chat dort.", "Le chat dort."),  # a label alone on its line
+    # must stay: a colon inside the sentence is not a label
+    ("Il a dit : bonjour à tous.", "Il a dit : bonjour à tous."),
+    ("我说：你好。", "我说：你好。"),
+    ("Le prix est de 5 € : c'est cher.", "Le prix est de 5 € : c'est cher."),
+])
+def test_unicode_language_labels_are_stripped_and_sentence_colons_kept(raw, clean):
+    assert clean_translation(raw) == clean
+
+
+def test_a_custom_language_name_is_a_label_too():
+    assert clean_translation("Kiswahili cha Kenya: Paka analala.", ["Kiswahili cha Kenya"]) == "Paka analala."
+    assert clean_translation("Kiswahili cha Kenya: Paka analala.") == "Kiswahili cha Kenya: Paka analala."
+
+
 # -- the pipeline on a model with given logprobs ---------------------------------------------------
 
 def char_logprobs(text: str, per_char: float) -> list[TokenLogprob]:
@@ -106,27 +135,35 @@ class ToyTranslator:
     LM_PER_CHAR: ClassVar[dict[str, float]] = {"le chat": -0.2, "un chat noir": -0.1, "un chien": -0.4}
     BACK: ClassVar[dict[str, str]] = {"le chat": "the cat", "un chat noir": "a black cat", "un chien": "a dog"}
 
-    def __init__(self, honour_schema: bool = True, cannot_score: frozenset[str] = frozenset()):
-        self.honour_schema = honour_schema
+    def __init__(self, can_score: bool = True, cannot_score: frozenset[str] = frozenset(),
+                 back: dict[str, str] | None = None, samples: list[str] | None = None):
+        self.can_score = can_score
         self.cannot_score = cannot_score
+        self.back = back or self.BACK
+        self.samples = samples or ["un chat noir", "French: le chat", "un chien"]
+        self.greedy = self.samples[-1] if samples else "le chat"
+        self.scored: list[str] = []
+
+    async def score(self, texts, prefixes=None):
+        from synthloom.llm.base import InvalidRequestError
+
+        self.scored += texts
+        if any(t in self.cannot_score for t in texts):
+            raise InvalidRequestError("longer than the context")
+        return [TextScore(char_logprobs(t, self.LM_PER_CHAR.get(t, -1))) for t in texts]
 
     async def chat(self, requests):
         out = []
         for r in requests:
+            assert r.json_schema is None, "the lm term is never forced through a JSON schema"
             text = r.messages[-1]["content"]
-            if r.json_schema is not None:
-                cand = r.json_schema["enum"][0]
-                honoured = self.honour_schema and cand not in self.cannot_score
-                forced = json.dumps(cand) if honoured else "whatever"
-                choices = [Choice(forced, "stop", [TokenLogprob('"', -1.0)] + char_logprobs(cand, self.LM_PER_CHAR.get(cand, -1))
-                                  + [TokenLogprob('"', -1.0)] if honoured else None)]
-            elif "into French" in text:
-                texts = ["le chat"] if r.temperature == 0 else ["un chat noir", "French: le chat", "un chien"][: r.n]
+            if "into French" in text:
+                texts = [self.greedy] if r.temperature == 0 else self.samples[: r.n]
                 choices = [Choice(t, "stop", char_logprobs(t, self.BT_PER_CHAR.get(clean_translation(t), -0.2)))
                            for t in texts]
             else:
                 src = text.rsplit("French: ", 1)[1].split("\n", 1)[0]
-                choices = [Choice(self.BACK[src])]
+                choices = [Choice(self.back.get(src, "zzz qqq xxx"))]
             out.append(ChatResponse(choices, Usage(4, 4), self.identity))
         return out
 
@@ -149,15 +186,29 @@ def expected_scores(target: str, quality_kind: str, weight: float) -> dict[str, 
     return dict(zip(cands, gamma_scores(q, imp, weight)))
 
 
+def write_input(tmp_path, rows) -> object:
+    inp = tmp_path / "mono.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return inp
+
+
+async def run_bt(tmp_path, model, name="run", rows=None, lm=None, **options):
+    rows = rows or [{"target": "the black cat", "reference": "le chat noir"}, {"target": "a dog barks"}]
+    pipeline = bt.build(bt.Options(**options))
+    models = {role: lm if role == "lm" and lm is not None else model for role in pipeline.model_roles()}
+    return await run_pipeline_async(pipeline, RunOptions(out=tmp_path / name, input_path=write_input(tmp_path, rows)),
+                                    models=models)
+
+
+def rejected_at(result, step):
+    return {s["step"]: s for s in result.stats["funnel"]}[step]["rejected"]
+
+
 @pytest.mark.parametrize("quality", ["chrf", "backward_logprob"])
 async def test_pipeline_scores_candidates_within_each_sentence_and_selects(tmp_path, quality):
-    inp = tmp_path / "mono.jsonl"
-    rows = [{"target": "the black cat", "reference": "le chat noir"}, {"target": "a dog barks"}]
-    inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     model = ToyTranslator()
-    pipeline = bt.build(bt.Options(candidates=4, quality=quality))
-    result = await run_pipeline_async(pipeline, RunOptions(out=tmp_path / "run", input_path=inp),
-                                      models={"backward": model, "forward": model, "lm": model})
+    # floors off: this checks the Gamma maths on every candidate
+    result = await run_bt(tmp_path, model, candidates=4, quality=quality, min_round_trip=0.0)
     assert len(result.rows) == 2
     for row in result.rows:
         cands = row["candidates"]
@@ -169,24 +220,58 @@ async def test_pipeline_scores_candidates_within_each_sentence_and_selects(tmp_p
         best = max(cands, key=lambda c: c["gamma"])
         assert row["source"] == best["text"] and row["gamma"] == best["gamma"]
         assert cands[0]["bt_logprob"] == pytest.approx(-0.1 * len("le chat"))
-        assert cands[1]["lm_logprob"] == pytest.approx(-0.1 * len("un chat noir"))  # quotes excluded
+        assert cands[1]["lm_logprob"] == pytest.approx(-0.1 * len("un chat noir"))  # teacher-forced
+        assert row["importance_source"] == "teacher_forced"
+    assert set(model.scored) == {"le chat", "un chat noir", "un chien"}
     report = json.loads((tmp_path / "run" / "bt_report.json").read_text())
     assert report["rows"] == 2 and report["rows_with_reference"] == 1
     assert 0 <= report["self_bleu_selected"] <= 1 and "chrf_selected_vs_reference" in report
 
 
-async def test_importance_needs_a_backend_that_can_score_text(tmp_path):
-    pipeline = bt.build(bt.Options(num_sentences=2, candidates=2))
-    model = ToyTranslator(honour_schema=False)
-    result = await run_pipeline_async(pipeline, RunOptions(out=tmp_path / "run"),
-                                      models={"backward": model, "forward": model, "lm": model})
-    assert result.rows == []
-    assert {s["step"]: s for s in result.stats["funnel"]}["score"]["rejected"] == {"lm_score_unavailable": 2}
-    # one unscorable candidate is dropped (and listed), the sentence keeps the others
+async def test_floors_drop_copies_and_bad_round_trips_and_a_sentence_of_garbage_keeps_no_row(tmp_path):
+    # "the black cat" copies the input; "le chat" / "un chien" round-trip to "the cat" / "a dog"
+    model = ToyTranslator(samples=["the black cat", "un chat noir", "un chien", "le chat"])
+    result = await run_bt(tmp_path, model, candidates=4)
+    [row] = result.rows
+    assert row["target"] == "the black cat" and row["source"] == "un chat noir"
+    assert [c["text"] for c in row["candidates"]] == ["un chat noir"]
+    reasons = {f["text"]: f["reason"].split(":")[0] for f in row["filtered"]}
+    assert reasons == {"the black cat": "copies_source", "le chat": "round_trip_below_floor",
+                       "un chien": "round_trip_below_floor"}
+    assert row["round_trip_chrf"] >= 0.4 and row["source_similarity"] <= 0.8
+    verdict = row["_meta"]["verdicts"]["bt_floors"]
+    assert verdict["ok"] is True and "1 of 4 candidates pass" in verdict["evidence"]
+    # "a dog barks": every candidate round-trips to garbage -> no row, however the z-scores rank them
+    assert rejected_at(result, "score") == {"round_trip_below_floor": 1}
+    # a copy is dropped before any forward call, even when it is the only candidate
+    model = ToyTranslator(samples=["the black cat"])
+    result = await run_bt(tmp_path, model, "copy", rows=[{"target": "the black cat"}], candidates=1)
+    assert result.rows == [] and rejected_at(result, "score") == {"copies_source": 1}
+    # a near-copy (one word changed) is a copy too
+    model = ToyTranslator(samples=["the black cats"])
+    result = await run_bt(tmp_path, model, "near", rows=[{"target": "the black cat"}], candidates=1)
+    assert result.rows == [] and rejected_at(result, "score") == {"copies_source": 1}
+    with pytest.raises(ConfigError):
+        ScoreCandidates(name="score", min_round_trip=2.0)
+
+
+async def test_lm_term_is_left_out_with_one_warning_when_the_backend_cannot_score(tmp_path, caplog):
+    model = ToyTranslator(can_score=False)
+    with caplog.at_level(logging.WARNING, logger="synthloom"):
+        result = await run_bt(tmp_path, model, candidates=4, min_round_trip=0.0)
+    assert len(result.rows) == 2 and model.scored == []
+    warnings = [r for r in caplog.records if "importance term is left out" in r.getMessage()]
+    assert len(warnings) == 1  # once per run, not per sentence
+    for row in result.rows:
+        assert row["importance_source"] == "unavailable" and row["importance"] == 0.0
+        quality = [c["quality"] for c in row["candidates"]]
+        assert [c["gamma"] for c in row["candidates"]] == pytest.approx(znorm(quality), abs=1e-5)
+        assert all("lm_logprob" not in c for c in row["candidates"])
+
+
+async def test_one_unscorable_candidate_is_dropped_and_weight_zero_uses_no_lm(tmp_path):
     model = ToyTranslator(cannot_score=frozenset({"un chien"}))
-    result = await run_pipeline_async(bt.build(bt.Options(num_sentences=2, candidates=4)),
-                                      RunOptions(out=tmp_path / "run1"),
-                                      models={"backward": model, "forward": model, "lm": model})
+    result = await run_bt(tmp_path, model, candidates=4, min_round_trip=0.0)
     assert len(result.rows) == 2
     for row in result.rows:
         assert row["unscored"] == ["un chien"] and [c["text"] for c in row["candidates"]] == ["le chat", "un chat noir"]
@@ -195,16 +280,19 @@ async def test_importance_needs_a_backend_that_can_score_text(tmp_path):
     # weight 0 needs no lm at all: the role is not even used
     pipeline = bt.build(bt.Options(num_sentences=2, candidates=2, gamma_weight=0.0))
     assert "lm" not in pipeline.model_roles()
-    result = await run_pipeline_async(pipeline, RunOptions(out=tmp_path / "run0"),
-                                      models={"backward": model, "forward": model})
+    result = await run_bt(tmp_path, model, "run0", candidates=2, gamma_weight=0.0, min_round_trip=0.0)
     assert len(result.rows) == 2 and all(r["importance"] == 0.0 for r in result.rows)
+    assert all(r["importance_source"] == "off" for r in result.rows)
+    # backward_logprob quality with the floor off needs no forward model either
+    assert bt.build(bt.Options(quality="backward_logprob", min_round_trip=0.0, gamma_weight=0.0)).model_roles() \
+        == {"backward"}
 
 
 async def test_no_usable_candidates_is_a_reasoned_rejection(tmp_path):
     pipeline = bt.build(bt.Options(num_sentences=2, candidates=2, quality="backward_logprob"))
     model = ScriptedModel(["\n\n"])
     result = await run_pipeline_async(pipeline, RunOptions(out=tmp_path / "run"),
-                                      models={"backward": model, "lm": model})
+                                      models={"backward": model, "forward": model, "lm": model})
     assert {s["step"]: s for s in result.stats["funnel"]}["candidates"]["rejected"] == {"no_candidates": 2}
 
 
@@ -234,28 +322,96 @@ async def test_back_translation_end_to_end_on_the_embedded_model(tmp_path, embed
     from synthloom.llm.cache import CachedModel, RequestCache
 
     model = CachedModel(embedded, RequestCache(tmp_path / "cache.sqlite"))
-    inp = tmp_path / "mono.jsonl"
     rows = [{"target": "The cat is sleeping.", "reference": "Le chat dort."},
-            {"target": "I like green apples.", "reference": "J'aime les pommes vertes."}]
-    inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    options = bt.Options(candidates=3, max_tokens=24, selection="sample")
-    result = await run_pipeline_async(bt.build(options), RunOptions(out=tmp_path / "run", input_path=inp),
-                                      models={"backward": model, "forward": model, "lm": model})
+            {"target": "I like green apples.", "reference": "J'aime les pommes vertes."},
+            {"target": "The train leaves at noon.", "reference": "Le train part à midi."}]
+    result = await run_bt(tmp_path, model, rows=rows, candidates=3, max_tokens=24, selection="sample")
     funnel = result.stats["funnel"]
-    assert [s["step"] for s in funnel] == ["source", "candidates", "score", "select", "report"]
+    assert [s["step"] for s in funnel] == ["source", "candidates", "score", "select", "report", "verdict_gate"]
     for before, after in itertools.pairwise(funnel):
         assert after["rows_in"] == before["rows_out"]
-    assert result.rows, f"nothing selected: {[s['rejected'] for s in funnel]}"
+    # the 135M model often fails the floors: whatever is kept passed them, the rest has a reason
+    assert set(rejected_at(result, "score")) <= {"round_trip_below_floor", "copies_source", "below_floors"}
+    assert len(result.rows) + sum(rejected_at(result, "score").values()) + \
+        sum(rejected_at(result, "candidates").values()) == len(rows)
+    for row in result.rows:
+        assert all(c["round_trip_chrf"] >= 0.4 and c["source_similarity"] <= 0.8 for c in row["candidates"])
+        assert row["_meta"]["verdicts"]["bt_floors"]["ok"] is True
+    report = json.loads((tmp_path / "run" / "bt_report.json").read_text())
+    assert report["rows"] == len(result.rows)
+    assert (tmp_path / "run" / "README.md").is_file() and result.stats["usage"]
+    # the same calls (cached) with the floors off: every sentence keeps a row, scored by teacher forcing
+    result = await run_bt(tmp_path, model, "open", rows=rows, candidates=3, max_tokens=24, selection="sample",
+                          min_round_trip=0.0, max_source_similarity=1.0)
+    assert len(result.rows) == len(rows)
     for row in result.rows:
         cands = row["candidates"]
         assert row["source"] in [c["text"] for c in cands] and row["target"] in {r["target"] for r in rows}
         assert all(c["bt_logprob"] < 0 and c["lm_logprob"] < 0 for c in cands)  # real engine logprobs
-        # the embedded lm scores each candidate as plain text (teacher forcing), not by forced decoding
+        # the embedded lm scores each candidate as plain text (teacher forcing)
         scored = await embedded.score([c["text"] for c in cands])
         assert [c["lm_logprob"] for c in cands] == pytest.approx([s.logprob for s in scored], abs=1e-9)
-        if len(cands) > 1 and len({c["quality"] for c in cands}) > 1:
-            assert statistics.fmean(c["quality_z"] for c in cands) == pytest.approx(0, abs=1e-5)
-    report = json.loads((tmp_path / "run" / "bt_report.json").read_text())
-    assert report["rows"] == len(result.rows) and report["selection"] == ["sample:tau=1.0"]
-    assert "chrf_selected_vs_reference" in report
-    assert (tmp_path / "run" / "README.md").is_file() and result.stats["usage"]
+
+
+@pytest.fixture(scope="module")
+def served():
+    """`synthloom serve` on the embedded model, in a subprocess; yields its /v1 URL."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "synthloom.cli", "serve", "--model",
+                             "embedded?n_slots=4&n_ctx=4096&n_threads=1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            if proc.poll() is not None:
+                raise RuntimeError(f"synthloom serve exited: {proc.stderr.read()[-500:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("synthloom serve did not answer /health within 2 minutes")
+        yield f"{url}/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.mark.slow
+async def test_on_a_server_the_lm_term_is_teacher_forced_through_completions_echo(tmp_path, served, embedded, caplog):
+    from synthloom.llm.openai_compat import OpenAIModel
+
+    rows = [{"target": "The cat is sleeping."}, {"target": "I like green apples."}]
+    # floors off: this checks where the lm numbers come from, not what survives the floors
+    options = dict(candidates=2, max_tokens=24, min_round_trip=0.0, max_source_similarity=1.0)
+    chat = OpenAIModel(served, "smol", api_key_env=None)
+    scorer = OpenAIModel(served, "smol", api_key_env=None, score=True)
+    try:
+        result = await run_bt(tmp_path, chat, "scored", rows=rows, lm=scorer, **options)
+        assert len(result.rows) == 2
+        for row in result.rows:
+            assert row["importance_source"] == "teacher_forced"
+            texts = [c["text"] for c in row["candidates"]]
+            local = await embedded.score(texts)
+            assert [c["lm_logprob"] for c in row["candidates"]] == pytest.approx([s.logprob for s in local], abs=1e-2)
+        # the same server without ?score=true: one warning, the importance term left out
+        with caplog.at_level(logging.WARNING, logger="synthloom"):
+            result = await run_bt(tmp_path, chat, "plain", rows=rows, **options)
+        assert len(result.rows) == 2 and all(r["importance_source"] == "unavailable" for r in result.rows)
+        assert sum("importance term is left out" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        await chat.aclose()
+        await scorer.aclose()

@@ -6,7 +6,9 @@ an optional `reference` = the true source) -> the `backward` model writes K cand
 the `forward` model, or the backward log-prob) and an importance score ((log p_LM - log p_bt) /
 length with the `lm` model), both z-normalised within the sentence's candidates and mixed as
 gamma = w * importance + (1 - w) * quality (w = 0.2) -> one candidate kept per sentence by argmax
-or Gamma sampling -> (source, target) pairs, plus `bt_report.json` (Self-BLEU, chrF to references).
+or Gamma sampling. Absolute floors first: candidates that copy the input (chrF to it above
+`max_source_similarity`) or whose round trip falls below `min_round_trip` chrF are dropped, and a
+sentence with none left keeps no row -> (source, target) pairs, plus `bt_report.json` (Self-BLEU, chrF to references).
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class Options(RecipeOptions):
     quality: Literal["chrf", "bleu", "backward_logprob"] = Field(
         "chrf", description="quality score: round-trip chrF/BLEU via the forward model, or backward log-prob")
     gamma_weight: float = Field(0.2, ge=0, le=1, description="weight of importance in the Gamma score (0 = no lm)")
+    min_round_trip: float = Field(0.4, ge=0, le=1, description="drop candidates whose round-trip chrF is below "
+                                                                 "this (0 = off, no forward model with backward_logprob)")
+    max_source_similarity: float = Field(0.8, gt=0, le=1, description="drop candidates whose chrF to the input "
+                                                                        "sentence is above this (copies)")
     selection: Literal["top1", "sample"] = Field("top1", description="top1: argmax Gamma; sample: Gamma sampling")
     sampling_temperature: float = Field(1.0, gt=0, description="Gamma sampling: softmax(gamma / temperature)")
     double_exp: bool = Field(False, description="Gamma sampling from softmax(exp(gamma)) as in the official code")
@@ -54,6 +60,7 @@ def build(options: Options) -> Pipeline:
                                 temperature=options.temperature, top_p=options.top_p,
                                 max_tokens=options.max_tokens, **langs),
         ScoreCandidates(name="score", quality=options.quality, weight=options.gamma_weight,
+                        min_round_trip=options.min_round_trip, max_source_similarity=options.max_source_similarity,
                         max_tokens=options.max_tokens, **langs),
         GammaSelect(name="select", method=options.selection, temperature=options.sampling_temperature,
                     double_exp=options.double_exp, tag=options.tag),
@@ -65,4 +72,5 @@ def build(options: Options) -> Pipeline:
 
     return Pipeline(NAME, steps, source=Source(generator=sentences, description="bundled English sentences"),
                     models={"backward": "embedded", "forward": "embedded", "lm": "embedded"},
-                    description=DESCRIPTION)
+                    description=DESCRIPTION,
+                    required_checks=["bt_floors"])  # the kept source passed the round-trip floor and copy ceiling
