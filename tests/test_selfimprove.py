@@ -15,7 +15,7 @@ from synthloom.selfimprove.data import (
     reference_examples,
     user_prompt,
 )
-from synthloom.selfimprove.evaluate import pass_at_k
+from synthloom.selfimprove.evaluate import is_correct, pass_at_k
 from synthloom.selfimprove.loop import LoopConfig, collect, run_loop
 from synthloom.selfimprove.scaling import fit_power_law, plot_scaling
 
@@ -243,18 +243,18 @@ def test_training_examples_from_jsonl_accept_three_shapes(tmp_path: Path):
         read_jsonl_examples(path)
 
 
-def test_strict_answers_drop_samples_that_are_right_only_by_their_last_number():
+def test_training_samples_need_an_explicit_answer_evaluation_may_fall_back():
     class Rambler(FakePolicy):
         def generate(self, prompts, n=1, temperature=0.0, max_new_tokens=48, seed=0):
             return [["Two candles cost 2 and something else is 2", "1 + 1 = 2. The answer is 2."]
                     for _ in prompts]
 
-    lenient = collect(Rambler("r", set()), problems()[:1], LoopConfig(samples_per_problem=2, cap_per_problem=5,
-                                                                      rationalize=False), 1)
-    strict = collect(Rambler("r", set()), problems()[:1], LoopConfig(samples_per_problem=2, cap_per_problem=5,
-                                                                     rationalize=False, strict_answers=True), 1)
-    assert len(lenient.examples) == 2
-    assert [e.completion for e in strict.examples] == ["1 + 1 = 2. The answer is 2."]
+    for strict in (False, True):  # the old opt-out no longer lets rambling into training data
+        got = collect(Rambler("r", set()), problems()[:1], LoopConfig(samples_per_problem=2, cap_per_problem=5,
+                                                                      rationalize=False, strict_answers=strict), 1)
+        assert [e.completion for e in got.examples] == ["1 + 1 = 2. The answer is 2."]
+    assert is_correct("Two candles cost 2 and something else is 2", "2")  # evaluation opts in to the fallback
+    assert not is_correct("Two candles cost 2 and something else is 2", "2", strict=True)
 
 
 def test_fresh_problems_give_each_iteration_unseen_problems():

@@ -20,6 +20,7 @@ from typing import Any
 
 from synthloom.errors import ConfigError
 from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError, ModelError, TextDelta, TextScore
+from synthloom.llm.constrained import label_grammar
 from synthloom.llm.embedded_chat import ChatTemplate
 from synthloom.llm.embedded_engine import EmbeddedEngine, EngineStats, GenerationJob
 from synthloom.llm.embedded_files import default_model_path, file_sha256
@@ -176,7 +177,8 @@ class EmbeddedModel:
                     f"prompt ({len(prompt)} tokens) with n={request.n} does not fit the {opts.n_ctx}-cell context; "
                     "lower n, shorten the prompt or raise n_ctx"
                 )
-        grammar = schema_to_gbnf(request.json_schema) if request.json_schema is not None else None
+        grammar = (schema_to_gbnf(request.json_schema) if request.json_schema is not None
+                   else label_grammar(request.choice_labels) if request.choice_labels else None)
         params = SamplingParams(
             temperature=request.temperature,
             top_p=request.top_p,

@@ -14,7 +14,7 @@ from pydantic import Field
 from synthloom.pipeline.builtins import ExactDedup, FormatAs, Rename, Select
 from synthloom.pipeline.model_step import ModelStep
 from synthloom.pipeline.pipeline import Branch, Pipeline, Source
-from synthloom.recipes.math_steps import BackwardQuestions, SVCompose, VerifyMath
+from synthloom.recipes.math_steps import BackwardQuestions, CheckDeclarative, SVCompose, VerifyMath
 from synthloom.recipes.registry import RecipeOptions
 
 NAME = "metamath"
@@ -71,13 +71,14 @@ def stream_steps(stream: str, options: Options) -> list:
     if stream == "fobar":
         return [BackwardQuestions(name="mask", mode="fobar"),
                 solver("solve", options, "metamath_backward.j2"),
-                VerifyMath(name="verify", column="response", gold="masked_value")]
+                VerifyMath(name="verify", column="response", gold="answer")]
     return [BackwardQuestions(name="mask", mode="sv"),
             ModelStep(name="declarative", prompt="metamath_declarative.j2", output="declarative",
                       temperature=options.temperature, max_tokens=64, stop=["\n"]),
+            CheckDeclarative(name="check_declarative"),
             SVCompose(name="compose"),
             solver("solve", options, "metamath_backward.j2"),
-            VerifyMath(name="verify", column="response", gold="masked_value")]
+            VerifyMath(name="verify", column="response", gold="answer")]
 
 
 def build(options: Options) -> Pipeline:
@@ -98,7 +99,9 @@ def build(options: Options) -> Pipeline:
         return symbolic_seeds(options.num_seeds, seed=0, max_depth=options.max_depth)
 
     return Pipeline(NAME, steps, source=Source(generator=seeds, description=f"{options.seeds} seed problems"),
-                    models={"generator": "embedded"}, description=DESCRIPTION)
+                    models={"generator": "embedded"}, description=DESCRIPTION,
+                    # every row: its final answer verified; SV rows also their declarative statement
+                    required_checks=["math"])
 
 
 def _decontam_step():

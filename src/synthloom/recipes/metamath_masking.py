@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from synthloom.verdicts import Verdict
 
 Dataset = Literal["gsm8k", "math"]
 
@@ -237,3 +240,71 @@ def declarative_statement(question_sentence: str, answer: str) -> str | None:
         if match:
             return build(match)  # type: ignore[operator]
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking the model's declarative statement (SV)
+# ---------------------------------------------------------------------------------------------
+
+_SV_NUMBER = re.compile(r"\$?\d[\d,]*(?:\.\d+)?%?")
+_META_WORDS = re.compile(r"\b(?:answers?|questions?|statements?|rewrite|input|unknown)\b", re.IGNORECASE)
+_STOPWORDS = frozenset(
+    "a an the of in on at to for by with from and or is are was were be been will would does did do has "
+    "have had how many much what which who when where there it its he she they them his her their this "
+    "that each every all total per than then now".split()
+)
+
+
+def _quantities(text: str, dataset: Dataset) -> list[str]:
+    """The numbers a text states, normalised ('$12.50' -> '12.5'), number words included (GSM8K)."""
+    from synthloom.verify.math import normalize_answer
+
+    values = [normalize_answer(m.group(0).rstrip("%")) for m in _SV_NUMBER.finditer(text)]
+    if dataset == "gsm8k":
+        values += [NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower())
+                   if w in NUMBER_WORDS and w not in ("half", "fifth")]
+    return sorted(values)
+
+
+def _content_words(text: str) -> set[str]:
+    words = re.findall(r"[a-z]+", text.lower())
+    return {w[:-1] if w.endswith("s") and len(w) > 3 else w for w in words if w not in _STOPWORDS and len(w) > 1}
+
+
+def check_declarative(question_sentence: str, answer: str, statement: str,
+                      dataset: Dataset = "gsm8k") -> Verdict:
+    """Is `statement` a faithful declarative rewrite of `question_sentence` with `answer` filled in?
+
+    MetaMath's SV question is "{context} {statement} What is x?": a statement that does not state the
+    forward answer, drops or invents a number, loses the masked variable or talks about "the answer"
+    instead of the quantity ("The answer for all the questions is 15.") makes x underivable or wrong.
+    Checked: the numbers (those of the sentence plus the answer, no more, no fewer), the variable,
+    and the content words — against the rule-based rewrite where one applies, else the sentence.
+    """
+    from synthloom.verdicts import Verdict
+    from synthloom.verify.math import normalize_answer
+
+    said = " ".join(statement.split())
+    reference = declarative_statement(question_sentence, answer)
+    method = "sv_declarative:" + ("rule_reference" if reference else "question_sentence")
+    if not said:
+        return Verdict.failed(method, "empty statement")
+    if "?" in said:
+        return Verdict.failed(method, f"a question, not a statement: {said[:120]!r}")
+    if meta := _META_WORDS.search(said):
+        return Verdict.failed(method, f"talks about the {meta.group(0)!r}, not the quantity: {said[:120]!r}")
+    expected = sorted(_quantities(question_sentence, dataset) + [normalize_answer(answer)])
+    stated = _quantities(said, dataset)
+    if stated != expected:
+        return Verdict.failed(method, f"numbers {stated} where {expected} were expected: {said[:120]!r}")
+    variable = unknown_variable(dataset)
+    pattern = rf"(?<![A-Za-z]){variable}(?![A-Za-z])"
+    if bool(re.search(pattern, question_sentence)) != bool(re.search(pattern, said)):
+        return Verdict.failed(method, f"the variable {variable} is lost or added: {said[:120]!r}")
+    base = reference or question_sentence
+    wanted = _content_words(base)
+    shared = wanted & _content_words(said)
+    need = 2 / 3 if reference else 1 / 2
+    if wanted and len(shared) < need * len(wanted):
+        return Verdict.failed(method, f"shares {sorted(shared)} of {sorted(wanted)} with {base!r}: {said[:120]!r}")
+    return Verdict.passed(method, f"{said[:120]!r} states {answer!r} like {base!r}")

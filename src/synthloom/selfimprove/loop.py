@@ -38,8 +38,8 @@ class LoopConfig(BaseModel):
     max_new_tokens: int = Field(48, ge=4)
     cap_per_problem: int = Field(2, ge=1, description="most correct solutions kept per problem")
     rationalize: bool = Field(True, description="STaR: retry failed problems with the answer as a hint")
-    strict_answers: bool = Field(False, description="keep training samples only if they state the answer with an "
-                                 "explicit marker (evaluation always allows the last-number fallback)")
+    strict_answers: bool = Field(True, description="ignored, always on: training samples must state the answer with "
+                                 "an explicit marker (only evaluation allows the last-number fallback)")
     init_from: Literal["base", "previous"] = Field("base", description="base = STaR/ReST-EM; previous = ReST")
     step_growth: float = Field(1.2, ge=1.0, description="training steps multiplier per iteration (STaR)")
     fresh_problems: bool = Field(False, description="split the training pool into one disjoint slice per iteration, "
@@ -61,9 +61,12 @@ class Collected:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def _keep_capped(problem: Problem, texts: list[str], cap: int, rng: random.Random, strict: bool) -> list[str]:
-    """Distinct correct solutions, at most `cap`, chosen at random (not the first ones)."""
-    correct = list(dict.fromkeys(t for t in texts if t.strip() and is_correct(t, problem.answer, strict)))
+def _keep_capped(problem: Problem, texts: list[str], cap: int, rng: random.Random, strict: bool = True) -> list[str]:
+    """Distinct correct solutions, at most `cap`, chosen at random (not the first ones).
+
+    Training data: only an explicit final answer counts, never the last-number fallback (`strict`
+    is kept for old callers and ignored)."""
+    correct = list(dict.fromkeys(t for t in texts if t.strip() and is_correct(t, problem.answer, strict=True)))
     rng.shuffle(correct)
     return correct[:cap]
 

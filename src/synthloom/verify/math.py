@@ -2,10 +2,11 @@
 
 Conventions (see docs/math.md):
 
-* Extraction looks for, and takes the **last** of: ``The answer is N`` (GSM8K / MetaMath),
-  ``#### N`` (GSM8K gold), ``\\boxed{...}`` (MATH, brace-matched), ``The value of x is N``
-  (MetaMath backward questions). Without any marker it falls back to the last number in the text
-  (``fallback_last_number=False`` turns that off); the verdict detail says which rule fired.
+* Extraction is strict (``final_answer``): only an explicit final answer counts — ``The answer is
+  N`` (GSM8K / MetaMath), ``#### N``, ``\\boxed{...}`` (brace-matched), ``The value of x is N``.
+  Hedged, negated, questioning, alternative or disagreeing final answers, unsure texts, unclosed
+  boxes and text that runs on after the answer are refused. The last-number fallback is an opt-in
+  (``fallback_last_number=True``) for evaluation only, never for training data.
 * Normalisation drops thousands separators (``1,234``), currency (``$12``, ``\\$``), trailing unit
   words (``12 dollars``, ``5 cm^2``), ``^\\circ``, ``\\text{}``, math delimiters, ``x =`` prefixes and
   trailing punctuation.
@@ -37,6 +38,8 @@ from sympy.parsing.sympy_parser import (
     standard_transformations,
 )
 
+from synthloom.verdicts import Verdict
+
 DEFAULT_TIME_BUDGET_S = 2.0
 MAX_EXPRESSION_CHARS = 200
 MAX_NUMERIC_EXPONENT = 1000
@@ -45,7 +48,11 @@ MAX_NUMERIC_EXPONENT = 1000
 # Extraction
 # ---------------------------------------------------------------------------------------------
 
-_ANSWER_IS = re.compile(r"the\s+(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
+_ANSWER_IS = re.compile(
+    r"\b(?:the\s+)?(?:final\s+|correct\s+)?answer(?:\s+to\s+(?:the|this)\s+(?:above\s+)?(?:question|problem))?"
+    r"\s+is\s*:?\s*|(?:^|\n)[ \t>#*_]*(?:final\s+)?answer\s*:\s*|\bfinal\s+answer\s*:\s*",
+    re.IGNORECASE,
+)
 _HASHES = re.compile(r"####\s*")
 _VALUE_OF = re.compile(
     r"the\s+value\s+of\s+(?:the\s+)?(?:unknown\s+variable\s+)?"
@@ -55,7 +62,32 @@ _VALUE_OF = re.compile(
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 # A sentence ends at a newline or at a period that is not a decimal point.
-_SENTENCE_END = re.compile(r"\n|(?<!\d)\.(?!\d)|\.(?=\s|$)")
+_SENTENCE_END = re.compile(r"\n|(?<!\d)\.(?!\d)|\.(?=\s|$)|[!?;]")
+_SENTENCE_START = re.compile(r"(?:\n|(?<!\d)\.(?!\d)|\.(?=\s)|[!?;])[^\n.!?;]*$")
+
+# Whole-text uncertainty: a solution that says it does not know is not training data, whatever
+# number it ends with (issue #17: "I don't know. There are 12 apples and 3 boxes" was kept).
+_UNCERTAIN = re.compile(
+    r"\b(?:i\s*(?:do\s*n[o']?t|don'?t|am\s+not|'m\s+not|m\s+not)\s+(?:know|sure|certain)|not\s+sure|unsure"
+    r"|can\s*(?:no|')?t\s+(?:be\s+)?(?:determine|determined|tell|solve|know|be\s+sure)"
+    r"|cannot\s+(?:be\s+)?(?:determine|determined|tell|solve|know)|impossible\s+to\s+(?:determine|tell|know)"
+    r"|no\s+way\s+to\s+(?:know|tell)|(?:not\s+enough|insufficient)\s+information|no\s+(?:clear\s+)?answer)\b",
+    re.IGNORECASE,
+)
+# In the marker's sentence: a condition or a given ("If we know the answer ... is 24") is a premise.
+_PREMISE = re.compile(r"\b(?:if|know|knew|known|given|suppose|supposing|assume|assuming|whether|unless)\b",
+                      re.IGNORECASE)
+_HEDGE_BEFORE = re.compile(r"\b(?:i\s+think|i\s+guess|i\s+believe|maybe|perhaps|probably|possibly|likely)\b",
+                           re.IGNORECASE)
+_HEDGE_AFTER = re.compile(
+    r"\band\b(?=.*\d)|\b(?:or|either|maybe|perhaps|probably|possibly|likely|might|may|could|approximately|approx|about|around"
+    r"|roughly|nearly|almost|i\s+think|i\s+guess|i\s+believe)\b|\?",
+    re.IGNORECASE,
+)
+_NEGATED = re.compile(r"^\s*(?:not|never|neither|no\b|none|n't|unknown|undefined|unclear)", re.IGNORECASE)
+# The answer ends before a justification: "12, because ..." / "12 since ...".
+_JUSTIFICATION = re.compile(r",\s+(?=[A-Za-z])|\s+(?:because|since|as|so|which|from)\b", re.IGNORECASE)
+_QUOTES = "\"'“‘`"
 
 
 @dataclass(frozen=True)
@@ -64,6 +96,15 @@ class Extraction:
 
     answer: str
     method: str
+
+
+@dataclass(frozen=True)
+class FinalAnswer:
+    """The strict reading of a solution: the final answer and its marker, or why there is none."""
+
+    answer: str | None
+    method: str  # "answer_is", "hashes", "value_of", "boxed" (joined by "," when several agree), "last_number"
+    reason: str = ""  # why no answer was accepted ("" when one was)
 
 
 def _match_braces(text: str, open_index: int) -> str | None:
@@ -90,55 +131,142 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def _tail_answer(tail: str) -> str | None:
-    """The answer in the text that follows a marker like 'The answer is'."""
-    boxed = last_boxed(tail)
-    if boxed is not None and tail.lstrip().startswith(("\\boxed", "\\fbox", "$\\boxed")):
-        return boxed
+def _tail_answer(tail: str) -> tuple[str | None, int]:
+    """(answer, length of `tail` it used) for the text after a marker like 'The answer is'."""
+    lead = len(tail) - len(tail.lstrip())
     stripped = tail.strip()
+    if stripped.startswith(("\\boxed", "\\fbox", "$\\boxed")):
+        match = _BOXED.search(stripped)
+        content = _match_braces(stripped, match.end() - 1) if match else None
+        if content is None:
+            return None, len(tail)
+        return content, lead + match.end() + len(content) + 1 + (1 if stripped.startswith("$") else 0)
     # $...$ or \( ... \) math right after the marker: take its content whole.
-    for opener, closer in (("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+    for opener, closer in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
         if stripped.startswith(opener):
             end = stripped.find(closer, len(opener))
             inner = stripped[len(opener) : end] if end > 0 else ""
             if end > 0 and not re.fullmatch(r"\s*[\d,.]+\s*(?:and|or|,).*", inner):
-                return inner
+                return inner, lead + end + len(closer)
+            break
     sentence_end = _SENTENCE_END.search(stripped)
     sentence = stripped[: sentence_end.start()] if sentence_end else stripped
-    return sentence.strip() or None
+    return (sentence.strip() or None), lead + len(sentence)
 
 
-def extract_answer_with_method(text: str, fallback_last_number: bool = True) -> Extraction | None:
-    """Extract the final answer from model text; None if nothing answer-like is found."""
-    if not text:
+def _chain_value(answer: str, time_budget_s: float) -> str | None:
+    """'3 x 4 = 12' -> '12' when every side of the chain has the same value; None otherwise."""
+    sides = [side.strip() for side in answer.split("=")]
+    if len(sides) < 2 or not all(sides):
         return None
-    candidates: list[tuple[int, str, str]] = []  # (position, method, answer)
-    for method, pattern in (
-        ("answer_is", _ANSWER_IS),
-        ("hashes", _HASHES),
-        ("value_of", _VALUE_OF),
-    ):
-        for match in pattern.finditer(text):
-            answer = _tail_answer(text[match.end() :])
-            if answer:
-                candidates.append((match.start(), method, answer))
-    for match in _BOXED.finditer(text):
-        content = _match_braces(text, match.end() - 1)
-        if content is not None and content.strip():
-            candidates.append((match.start(), "boxed", content))
-    if candidates:
-        # The last marker wins: models often correct themselves ("... wait, the answer is 4").
-        _, method, answer = max(candidates, key=lambda item: item[0])
-        return Extraction(answer.strip(), method)
-    if fallback_last_number:
-        numbers = _NUMBER.findall(text)
-        if numbers:
-            return Extraction(numbers[-1].rstrip(".,"), "last_number")
-    return None
+    last = sides[-1]
+    for side in sides[:-1]:
+        side = re.sub(r"(?<=\d)\s*[x×]\s*(?=[\d$])", "*", side)
+        if re.fullmatch(r"[A-Za-z]", side.strip()):
+            continue  # "x = 5": the unknown named before its value
+        if not _compare(side, last, time_budget_s)[0]:
+            return None
+    return last
 
 
-def extract_answer(text: str, fallback_last_number: bool = True) -> str | None:
-    """The final answer string in model text (see module doc for the rules), or None."""
+def _marker_hits(text: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, method) of every final-answer marker, in text order."""
+    hits = [(m.start(), m.end(), name) for name, pattern in
+            (("answer_is", _ANSWER_IS), ("hashes", _HASHES), ("value_of", _VALUE_OF)) for m in pattern.finditer(text)]
+    hits += [(m.start(), m.start(), "boxed") for m in _BOXED.finditer(text)]
+    hits.sort()
+    covered = -1
+    for start, end, name in hits:
+        if start < covered:
+            continue  # "The answer is \\boxed{5}": one marker, not two
+        covered = end if name != "boxed" else start + 1
+        yield start, end, name
+
+
+def final_answer(text: str, fallback_last_number: bool = False,
+                 time_budget_s: float = DEFAULT_TIME_BUDGET_S) -> FinalAnswer:
+    """Read the explicit final answer of a solution, strictly (see docs/math.md).
+
+    Counted markers: ``The answer is N`` (``The final answer is: N``, ``Answer: N``), ``#### N``,
+    ``\\boxed{N}``, ``The value of x is N``. Refused: empty text, a text that says it does not know,
+    a hedged or negated answer ("probably 3", "is not 3", "3?"), alternatives ("3 or 4"), several
+    final answers that disagree, an unclosed ``\\boxed{``, and text that goes on with more numbers
+    after the final answer (a cut-off or runaway continuation). A marker inside a condition or a
+    given ("If we know the answer ... is 24") or inside quotes (an echoed instruction) is not a final
+    answer. ``fallback_last_number`` (evaluation only, never training data) takes the last number
+    when there is no marker at all.
+    """
+    if not text or not text.strip():
+        return FinalAnswer(None, "", "empty output")
+    text = re.sub(r"(?<![\w)])\*\*|\*\*(?![\w(])", "", text)  # markdown bold, not a power
+    if uncertain := _UNCERTAIN.search(text):
+        return FinalAnswer(None, "", f"the text says it is unsure ({uncertain.group(0)!r})")
+    found: list[tuple[str, str, int]] = []  # (method, answer, end position)
+    refused = ""
+    for start, end, method in _marker_hits(text):
+        before = text[:start]
+        sentence_start = _SENTENCE_START.search(before)
+        prefix = before[sentence_start.start() + 1 :] if sentence_start else before
+        if (before.rstrip()[-1:] or "-") in _QUOTES or _PREMISE.search(prefix):
+            continue  # an echoed instruction or a premise, not this solution's answer
+        if method == "boxed":
+            content = _match_braces(text, text.index("{", start))
+            if content is None:
+                refused = refused or "unclosed \\boxed{ (truncated?)"
+                continue
+            answer, stop = content, text.index("{", start) + len(content) + 2
+            sentence_end = _SENTENCE_END.search(text, stop)
+            after = text[stop : sentence_end.start() if sentence_end else len(text)]
+        else:
+            answer, used = _tail_answer(text[end:])
+            stop = end + used
+            after = ""
+            if answer is None:
+                refused = refused or f"{method} marker without an answer"
+                continue
+        if _HEDGE_BEFORE.search(prefix):
+            return FinalAnswer(None, method, f"hedged final answer: {prefix.strip()[-60:]!r}")
+        if _NEGATED.search(answer):
+            return FinalAnswer(None, method, f"negated final answer: {answer[:60]!r}")
+        if stop < len(text) and text[stop] == "?":
+            return FinalAnswer(None, method, f"the final answer is a question: {answer[:60]!r}?")
+        if _HEDGE_AFTER.search(answer + after):
+            return FinalAnswer(None, method, f"hedged or alternative answers: {answer[:60]!r}")
+        if method != "boxed":
+            answer = _JUSTIFICATION.split(answer, maxsplit=1)[0]
+        if "=" in answer and "\\" not in answer:
+            value = _chain_value(answer, time_budget_s)
+            if value is None:
+                return FinalAnswer(None, method, f"the stated equation does not hold: {answer[:60]!r}")
+            answer = value
+        found.append((method, answer.strip(), stop))
+    if not found:
+        if refused:
+            return FinalAnswer(None, "", refused)
+        if fallback_last_number:
+            numbers = _NUMBER.findall(text)
+            if numbers:
+                return FinalAnswer(numbers[-1].rstrip(".,"), "last_number")
+        return FinalAnswer(None, "", "no explicit final answer (The answer is N, \\boxed{N}, #### N)")
+    method, answer, stop = found[-1]
+    for other_method, other, _ in found[:-1]:
+        if not _compare(other, answer, time_budget_s)[0]:
+            return FinalAnswer(None, method, f"competing final answers: {other!r} ({other_method}) and {answer!r}")
+    rest = text[stop:]
+    if re.search(r"\d|\bquestion\s*:|^\s*q\s*:", rest, re.IGNORECASE | re.MULTILINE):
+        return FinalAnswer(None, method, f"text goes on after the final answer: {rest.strip()[:60]!r}")
+    methods = ",".join(dict.fromkeys(m for m, _, _ in found))
+    return FinalAnswer(answer, methods)
+
+
+def extract_answer_with_method(text: str, fallback_last_number: bool = False) -> Extraction | None:
+    """The strict final answer (see `final_answer`) with the marker that gave it; None if refused."""
+    found = final_answer(text, fallback_last_number)
+    return Extraction(found.answer, found.method) if found.answer is not None else None
+
+
+def extract_answer(text: str, fallback_last_number: bool = False) -> str | None:
+    """The final answer string in model text (see `final_answer`), or None."""
     found = extract_answer_with_method(text, fallback_last_number)
     return found.answer if found else None
 
@@ -485,18 +613,40 @@ def _gold_answer(gold: str) -> str:
     return gold
 
 
+METHOD = "final_answer_marker+sympy"
+FALLBACK_METHOD = "last_number+sympy"
+
+
+def math_verdict(
+    model_text: str,
+    gold: str | float,
+    time_budget_s: float = DEFAULT_TIME_BUDGET_S,
+    fallback_last_number: bool = False,
+) -> Verdict:
+    """The verdict on one solution: ok iff its explicit final answer equals the gold answer.
+
+    ok is True or False, never unknown: a solution with no acceptable final answer fails. The
+    method is ``final_answer_marker+sympy`` (``last_number+sympy`` when the evaluation-only
+    fallback fired); the evidence names the marker, both answers and the comparison.
+    """
+    gold_answer = _gold_answer(str(gold))
+    found = final_answer(model_text or "", fallback_last_number, time_budget_s)
+    method = FALLBACK_METHOD if found.method == "last_number" else METHOD
+    if found.answer is None:
+        return Verdict.failed(method, f"no answer: {found.reason}")
+    ok, why = _compare(found.answer, gold_answer, time_budget_s)
+    evidence = f"{'match' if ok else 'mismatch'} ({found.method}): {found.answer!r} vs gold {gold_answer!r}; {why}"
+    return Verdict(ok, method, evidence)
+
+
 def verify_answer(
     model_text: str,
     gold: str | float,
     time_budget_s: float = DEFAULT_TIME_BUDGET_S,
-    fallback_last_number: bool = True,
+    fallback_last_number: bool = False,
 ) -> dict[str, Any]:
-    """Per-row verdict: ``{"ok": bool, "detail": str, "extracted": str | None}``."""
-    gold_answer = _gold_answer(str(gold))
-    found = extract_answer_with_method(model_text or "", fallback_last_number)
-    if found is None:
-        return {"ok": False, "detail": "no answer found in model output", "extracted": None}
-    ok, why = _compare(found.answer, gold_answer, time_budget_s)
-    verdict = "match" if ok else "mismatch"
-    detail = f"{verdict} ({found.method}): {found.answer!r} vs gold {gold_answer!r}; {why}"
-    return {"ok": ok, "detail": detail, "extracted": found.answer}
+    """`math_verdict` as a dict: ``{"ok", "detail", "extracted", "method"}``."""
+    verdict = math_verdict(model_text, gold, time_budget_s, fallback_last_number)
+    found = final_answer(model_text or "", fallback_last_number, time_budget_s)
+    return {"ok": bool(verdict.ok), "detail": verdict.evidence, "extracted": found.answer,
+            "method": verdict.method}
