@@ -55,7 +55,6 @@ def test_verifier_accepts_right_and_catches_planted_wrong_answers(question, righ
     ("What colour is the circle?", "Red.", "only red circles, but 'the circle' is two objects: still one colour"),
     ("Is the red circle to the left of the blue square?", "Yes.", "two red circles: ambiguous reference"),
     ("What is the mood of the picture?", "Calm and playful.", "free-form"),
-    ("How many circles are there?", "Several, it seems.", "no number in the answer"),
     ("Is the horse left of the square?", "Yes.", "unknown object"),
 ])
 def test_unverifiable_answers_are_marked_not_guessed(question, answer, why):
@@ -64,6 +63,35 @@ def test_unverifiable_answers_are_marked_not_guessed(question, answer, why):
         assert check.status == "correct"  # all matching objects share one colour
     else:
         assert check.status == "unverifiable" and check.ok is None, why
+
+
+@pytest.mark.parametrize("question,answer", [
+    ("Is the blue square to the left of the small red circle?",
+     "I cannot tell whether the blue square is to the left of the small red circle."),  # echo, not a yes
+    ("Is the blue square to the right of the small red circle?", "The blue square is to the right of it."),
+    ("Is the blue square to the right of the small red circle?", "Yes and no."),
+    ("Is there a blue square?", "Maybe yes."),
+    ("How many circles are there?", "Several, it seems."),
+    ("How many circles are there?", "There are two circles and one square."),  # another number disagrees
+    ("How many circles are there?", "About two."),
+    ("What colour is the square?", "Blue or red."),
+    ("Describe the image.", "Two red circles, a blue square and a yellow star."),  # invented star
+    ("Describe the image.", "The blue square is to the left of the medium red circle."),  # false relation
+    ("Describe the image.", "There are three circles."),
+    ("Describe the image.", "The square is green."),
+])
+def test_unclear_or_invented_answers_fail(question, answer):
+    assert check_answer(question, answer, two_shapes()).ok is False
+
+
+def test_grounded_descriptions_pass_and_empty_ones_are_unverifiable():
+    scene = two_shapes()
+    good = "Two red circles and a large blue square. A red circle is to the left of the blue square."
+    assert check_answer("Describe the image.", good, scene).ok is True
+    assert check_answer("Describe the image.", "A calm and lovely picture.", scene).ok is None
+    for seed in range(30):  # the graph's own captions are true descriptions
+        scene = random_scene(seed)
+        assert check_answer("Describe the image.", " ".join(captions(scene, seed)), scene).ok is True
 
 
 def test_planted_errors_on_random_scenes_are_all_caught():

@@ -8,8 +8,13 @@ Recognised questions (case-insensitive, free wording around these forms):
               "Is the A on the left (side of the image)?"               -> yes / no
   existence   "Is there a (colour) SHAPE ...?"                          -> yes / no
   labels      "What is written on the SHAPE?"                           -> the label text
-Anything else, a phrase that does not pick out exactly one object, or an answer without the
-needed word is *unverifiable* (kept and marked), never guessed.
+Strict reading (a wrong "correct" poisons training data): a yes/no question needs an answer that
+opens with an explicit yes or no (an echo of the question, "I cannot tell whether ...", is not a
+yes); a count must match and no other number in the answer may disagree; hedged answers fail.
+Every other answer (detailed descriptions, free-form turns) is checked by its *mentions*
+(`check_mentions`): each object, colour, size, count and left/right/above/below relation it names
+must exist in the graph, else it is wrong; an answer that names nothing checkable is unverifiable,
+which the recipe does not keep in train.
 """
 
 from __future__ import annotations
@@ -99,25 +104,55 @@ def _one(phrase: str, scene: Scene) -> SceneObject | str:
     return objs[0]
 
 
-def _number(answer: str) -> int | None:
+_NUMBER_RE = re.compile(r"\b(\d+|" + "|".join(NUMBER_WORDS) + r"|a single|only one|just one)\b")
+
+
+def _numbers(answer: str) -> list[int]:
+    """Every count an answer states ("no"/"none" as 0 unless 'no' is an interjection)."""
     a = _norm(answer)
-    m = re.search(r"\b(\d+|" + "|".join(NUMBER_WORDS) + r"|a single|only one|just one)\b", a)
-    if m:
-        w = m.group(1)
-        return int(w) if w.isdigit() else NUMBERS.get(w, 1)
-    if re.match(r"^(no|none|there are no|there is no)\b", a):
-        return 0
-    return None
+    found = [int(w) if w.isdigit() else NUMBERS.get(w, 1) for w in _NUMBER_RE.findall(a)]
+    if re.search(r"(?:^|\bthere (?:are|is) )(?:no|none)\b(?! other)(?!,)", a) or re.match(r"^none\b", a):
+        found.append(0)
+    return found
+
+
+def _number(answer: str) -> int | None:
+    """The one count an answer states; None when it states none, several that disagree, or hedges."""
+    found = set(_numbers(answer))
+    exact = not _hedged(answer) and not _APPROX.search(_norm(answer))
+    return found.pop() if len(found) == 1 and exact else None
+
+
+_HEDGE = re.compile(
+    r"\b(?:can ?not|can't|cant|couldn't|unable to|hard to|impossible to|not sure|unsure|unclear|i don't know|"
+    r"i do not know|maybe|perhaps|possibly|probably|might|it seems|seems to|i think|i guess|i believe)\b"
+)
+# approximate counts: fine in prose, never an exact count
+_APPROX = re.compile(r"\b(?:about|around|approximately|roughly|at least|at most|more than|less than|fewer than|"
+                     r"or so|several|many|some|a few)\b")
+
+
+def _hedged(answer: str) -> bool:
+    return bool(_HEDGE.search(_norm(answer)))
 
 
 def _yes_no(answer: str) -> str | None:
-    m = re.search(r"\b(yes|no)\b", _norm(answer))
-    return m.group(1) if m else None
+    """An explicit leading yes or no; None for echoes, hedges and answers holding both."""
+    a = _norm(answer)
+    m = re.match(r"(?:well |so )?(yes|yeah|yep|correct|no|nope)\b", a)
+    if not m or _hedged(answer):
+        return None
+    word = "yes" if m.group(1) in ("yes", "yeah", "yep", "correct") else "no"
+    rest = a[m.end():]
+    other = "no" if word == "yes" else "yes"
+    if re.search(rf"\b{other}\b", rest) and not re.search(r"\bno (?:other|more)\b", rest):
+        return None  # "Yes ... no": both labels
+    return word
 
 
 def _side(answer: str) -> str | None:
     found = re.findall(r"\b(left|right)\b", _norm(answer))
-    return found[0] if found and len(set(found)) == 1 else None
+    return found[0] if found and len(set(found)) == 1 and not _hedged(answer) else None
 
 
 def _relation(a: SceneObject, b: SceneObject) -> str | None:
@@ -142,8 +177,8 @@ def check_answer(question: str, answer: str, scene: Scene) -> Check:
         colours = {o.colour for o in objs}
         if len(colours) != 1 or None in colours:
             return Check("unverifiable", "colour", detail=f"{m.group(1)!r} has no single known colour")
-        said = _colours_in(answer)
-        return _compare("colour", colours.pop(), said[0] if said else None)
+        said = set(_colours_in(answer))
+        return _compare("colour", colours.pop(), said.pop() if len(said) == 1 and not _hedged(answer) else None)
     if m := re.search(
         r"is (?:the )?(.+?) (?:to the |on the )?left or (?:to the |on the )?right (?:of|side of) (?:the )?(.+)$", q
     ):
@@ -169,15 +204,16 @@ def check_answer(question: str, answer: str, scene: Scene) -> Check:
             return Check("unverifiable", "label", detail=obj)
         if not obj.label:
             return Check("unverifiable", "label", detail=f"the {obj.name} has no label")
-        found = re.search(rf"(?<![a-z0-9]){re.escape(obj.label.lower())}(?![a-z0-9])", answer.lower())
+        found = not _hedged(answer) and re.search(
+            rf"(?<![a-z0-9]){re.escape(obj.label.lower())}(?![a-z0-9])", answer.lower())
         return Check("correct" if found else "wrong", "label", obj.label, None if not found else obj.label,
                      "" if found else f"answer does not contain {obj.label!r}")
-    return Check("unverifiable", "free_form", detail="not a question the scene graph can check")
+    return check_mentions(answer, scene)
 
 
 def _compare(kind: str, expected: str, got: str | None) -> Check:
-    if got is None:
-        return Check("unverifiable", kind, expected, None, "no checkable word in the answer")
+    if got is None:  # the question is checkable, so an answer without a clear value fails it
+        return Check("wrong", kind, expected, None, "no explicit, unhedged answer")
     status: Status = "correct" if got == expected else "wrong"
     return Check(status, kind, expected, got, "" if status == "correct" else f"expected {expected}, answer says {got}")
 
@@ -191,10 +227,9 @@ def _relation_check(pa: str, pb: str, asked: str | None, answer: str, scene: Sce
         return Check("unverifiable", "relation", detail="objects are vertically aligned")
     if asked is None:
         return _compare("relation", truth, _side(answer))
-    got = _yes_no(answer)
-    if got is None and (side := _side(answer)):
-        got = "yes" if side == asked else "no"
-    return _compare("relation", "yes" if truth == asked else "no", got)
+    # only an explicit yes/no counts: "I cannot tell whether the A is left of the B" echoes the
+    # relation and is not a yes (issue #17)
+    return _compare("relation", "yes" if truth == asked else "no", _yes_no(answer))
 
 
 def _image_side_check(phrase: str, asked: str, answer: str, scene: Scene) -> Check:
@@ -205,6 +240,145 @@ def _image_side_check(phrase: str, asked: str, answer: str, scene: Scene) -> Che
         return Check("unverifiable", "image_side", detail="object is centred")
     truth = "left" if obj.cx < 0.5 else "right"
     return _compare("image_side", "yes" if truth == asked else "no", _yes_no(answer))
+
+
+# Object words a description may use. A synthetic scene holds only SHAPES, so any other object word
+# names something invented; a COCO scene may hold any of the COCO categories.
+SHAPE_SYNONYMS = {"circle": "circle", "circles": "circle", "disc": "circle", "discs": "circle", "dot": "circle",
+                  "dots": "circle", "ball": "circle", "balls": "circle", "square": "square", "squares": "square",
+                  "triangle": "triangle", "triangles": "triangle", "diamond": "diamond", "diamonds": "diamond",
+                  "rhombus": "diamond"}
+OTHER_OBJECTS = frozenset("""
+rectangle rectangles oval ovals ellipse star stars heart hearts hexagon hexagons pentagon pentagons octagon
+arrow arrows line lines cross crosses cube cubes cylinder cone sphere spheres polygon polygons ring rings
+person people man men woman women child children boy girl dog dogs cat cats horse horses bird birds cow cows
+sheep elephant bear zebra giraffe car cars bus truck bicycle bike motorcycle train boat airplane plane tree
+trees flower flowers plant house houses building buildings sun moon cloud clouds sky grass road street
+table chair chairs bench bottle cup glass bowl plate fork knife spoon banana apple orange pizza cake
+book books clock phone laptop computer tv umbrella bag kite ball window door wall mountain river water
+""".split()) - set(COLOURS)
+POSITION_WORDS = frozenset("left right top bottom middle centre center corner side edge half".split())
+
+
+def _phrase_objects(size: str | None, colour: str | None, noun: str, scene: Scene) -> list[SceneObject] | None:
+    """Objects matching 'size colour noun'; None when the noun is not in the graph's vocabulary."""
+    category = SHAPE_SYNONYMS.get(noun) if scene.source == "synthetic" else None
+    if category is None:
+        category = next((c for c in categories(scene) if noun in (c, plural(c))), None)
+    generic = noun in GENERIC
+    if category is None and not generic:
+        return None
+    objs = [o for o in scene.objects if generic or o.category == category]
+    if colour:
+        objs = [o for o in objs if o.colour == COLOUR_ALIASES.get(colour, colour)]
+    if size:
+        objs = [o for o in objs if o.size == size]
+    return objs
+
+
+def check_mentions(answer: str, scene: Scene) -> Check:
+    """Every object, colour, size, count and relation the text names must hold in the scene graph.
+
+    wrong: something named is absent or contradicted (an invented star, "three circles" for two, a
+    red square that is blue, "the circle is left of the square" when it is right of it);
+    correct: at least one mention was checked and all held; unverifiable: nothing checkable, or hedged.
+    """
+    text = _norm(answer)
+    if not text:
+        return Check("wrong", "mentions", detail="empty answer")
+    if _hedged(answer):
+        return Check("unverifiable", "mentions", detail="hedged answer")
+    colours = "|".join(sorted(set(COLOURS) | set(COLOUR_ALIASES), key=len, reverse=True))
+    sizes = "|".join(SIZES)
+    nouns = set(SHAPE_SYNONYMS) | set(OTHER_OBJECTS) | GENERIC
+    if scene.source != "synthetic":
+        nouns |= {c for c in categories(scene)} | {plural(c) for c in categories(scene)}
+    numbers = "|".join(NUMBER_WORDS[1:])
+    phrase = re.compile(
+        rf"\b(?:(?P<neg>no|without|not a|not any)\s+)?(?:(?P<num>\d+|{numbers}|a|an|the|a single|only one)\s+)?"
+        rf"(?:(?:other|more|different|similar|flat|simple|solid|bright|dark|plain|coloured|colored)\s+)?"
+        rf"(?P<size>{sizes})?\s*(?P<colour>{colours})?\s*(?P<size2>{sizes})?\s*"
+        rf"(?P<noun>{'|'.join(sorted(nouns, key=len, reverse=True))})\b")
+    checked, problems = 0, []
+    for m in phrase.finditer(text):
+        noun, colour = m.group("noun"), m.group("colour")
+        size = m.group("size") or m.group("size2")
+        objs = _phrase_objects(size, colour, noun, scene)
+        said = " ".join(x for x in (size, colour, noun) if x)
+        if objs is None:
+            if not m.group("neg"):
+                problems.append(f"{said!r} is not in the scene")
+            continue
+        if noun in GENERIC and not (colour or size or m.group("num")):
+            continue
+        if colour and scene.source != "synthetic":
+            problems.append(f"the colour of {said!r} is unknown for this image")
+            continue
+        num = m.group("num")
+        checked += 1
+        if m.group("neg"):
+            if objs:
+                problems.append(f"says no {said!r}, but there are {len(objs)}")
+        elif num and (num.isdigit() or num in NUMBERS) and not re.match(r"\s*of\b", text[m.end():]):
+            n = int(num) if num.isdigit() else NUMBERS[num]
+            if n != len(objs):
+                problems.append(f"says {n} {said!r}, the scene has {len(objs)}")
+        elif not objs:
+            problems.append(f"no {said!r} in the scene")
+    # predicate colours: "the circle is red" / "the square is blue"
+    for m in re.finditer(rf"\bthe (?:(?P<size>{sizes}) )?(?P<noun>[a-z]+) (?:is|looks|appears) (?P<colour>{colours})\b",
+                         text):
+        objs = _phrase_objects(m.group("size"), None, m.group("noun"), scene)
+        if objs is None or not objs:
+            continue
+        checked += 1
+        if COLOUR_ALIASES.get(m.group("colour"), m.group("colour")) not in {o.colour for o in objs}:
+            problems.append(f"the {m.group('noun')} is not {m.group('colour')}")
+    # every colour word must be the colour of something (or of the background)
+    for word in set(_colours_in(answer)):
+        if word not in {o.colour for o in scene.objects} and word not in scene.background:
+            problems.append(f"nothing in the scene is {word}")
+    # quoted text must be a label in the scene
+    labels = {(o.label or "").lower() for o in scene.objects}
+    for quoted in re.findall(r"[\"“]([^\"”]{1,12})[\"”]", answer):
+        checked += 1
+        if quoted.strip().lower() not in labels:
+            problems.append(f"no object is labelled {quoted!r}")
+    checked += _relation_mentions(answer, scene, problems)
+    if problems:
+        return Check("wrong", "mentions", detail="; ".join(problems[:4]))
+    if not checked:
+        return Check("unverifiable", "mentions", detail="names nothing the scene graph can check")
+    return Check("correct", "mentions", detail=f"{checked} mentions hold in the scene graph")
+
+
+_REL = re.compile(r"\b(?P<da>a|an|the) (?P<a>[a-z ]{3,40}?) (?:is|are|sits|sit|lies|lie|appears|appear|stands|stand)?\s?"
+                  r"(?:placed |located |positioned |just |directly |slightly )?"
+                  r"(?:(?:to|on) the (?P<side>left|right) of|(?P<vert>above|below|under|over)) "
+                  r"(?P<db>a|an|the) (?P<b>[a-z ]{3,40}?)(?= and | but |,|$| in | while | which | with )")
+
+
+def _relation_mentions(text: str, scene: Scene, problems: list[str]) -> int:
+    """Check 'the A is to the left of the B' / 'above' / 'below' claims; returns how many were checked."""
+    checked = 0
+    for clause in re.split(r"[.;!?\n]", text.lower()):
+        for m in _REL.finditer(_norm(clause)):
+            a, b = resolve(m.group("a"), scene), resolve(m.group("b"), scene)
+            if not a or not b:
+                if a is None or b is None:
+                    continue  # an unknown noun: reported by the object check
+                problems.append(f"no {m.group('a') if not a else m.group('b')!r} for the relation")
+                continue
+            checked += 1
+            side, above = m.group("side"), m.group("vert") in ("above", "over")
+            pairs = [(x, y) for x in a for y in b if x is not y]
+            facts = [(_relation(x, y) == side) if side else
+                     (x.cy < y.cy - MARGIN) if above else (x.cy > y.cy + MARGIN) for x, y in pairs]
+            # "a red circle is left of a square": some pair; "the red circle ...": every pair
+            holds = any(facts) if "a" in (m.group("da")[:1], m.group("db")[:1]) else bool(facts) and all(facts)
+            if not holds:
+                problems.append(f"{m.group(0).strip()!r} does not hold")
+    return checked
 
 
 def scene_questions(scene: Scene, seed: int, k: int = 3) -> list[tuple[str, str]]:

@@ -5,8 +5,9 @@ description: captions, and normalised boxes `category: [x1, y1, x2, y2]`. A text
 (role `generator`) writes the three LLaVA data types "as if seeing the image": conversation
 (captions only), detailed description and complex reasoning (captions + boxes). Images are
 synthetic scenes drawn with Pillow whose scene graph is the ground truth, so questions about
-counts, colours, left/right and labels are checked and the verdict is recorded; free-form
-answers are kept and marked unverifiable. A COCO-style JSON (images + boxes + captions) works
+counts, colours, left/right and labels are checked, and every object, colour, count and relation
+a description or free-form answer mentions must exist in the graph; rows whose answers are wrong
+or name nothing checkable never reach train (`scene` is a required check). A COCO-style JSON (images + boxes + captions) works
 as input too. The `qa` type adds graph-generated questions answered by the model and verified.
 """
 
@@ -98,4 +99,5 @@ def build(options: Options) -> Pipeline:
         ExportMultimodal(name="export", filename="llava", image_columns=["image"], llava_json=True),
     ]
     return Pipeline(NAME, steps, source=source, models={"generator": "embedded"}, description=DESCRIPTION,
-                    options={"image_columns": ["image"]}, shard_size=16)
+                    options={"image_columns": ["image"]}, shard_size=16,
+                    required_checks=["scene"])  # every answer checked against the scene graph

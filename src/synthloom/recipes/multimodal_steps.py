@@ -30,7 +30,10 @@ from synthloom.multimodal.simplify import (
     spans,
 )
 from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
-from synthloom.records import META, Row, add_verdict, meta_of
+from synthloom.records import META, Row, meta_of
+from synthloom.verdicts import Verdict
+
+SCENE_METHOD = "scene_graph:question_rules+mentions"
 
 # LLaVA pairs each detailed description with one of these instructions (gist of its list)
 DETAIL_INSTRUCTIONS = (
@@ -287,9 +290,11 @@ class ParseLlava(Step):
 class VerifySceneAnswers(Step):
     """Check every answer against the scene graph; verdict in `_meta.verdicts.scene`.
 
-    ok=True: at least one answer checked and all checked answers right; ok=False: some answer
-    contradicts the graph (rejected as wrong_answer when `reject_wrong`); ok=None: nothing in
-    the row was checkable (free-form, kept and marked unverifiable).
+    ok=True: every answer checked and right (a question-specific check, or for descriptions and
+    free-form turns every object, colour, count and relation they mention holds); ok=False: some
+    answer contradicts the graph or invents something (rejected as wrong_answer when
+    `reject_wrong`); ok=None: some answer names nothing checkable — the recipe requires the
+    `scene` check, so such rows never reach train.
     """
 
     kind: ClassVar[str] = "filter"
@@ -308,17 +313,17 @@ class VerifySceneAnswers(Step):
             checks = [check_answer(t["q"], t["a"], scene) for t in row["turns"]]
             row = ctx.derive(row, {"turn_checks": [c.to_dict() for c in checks]})
             wrong = [c for c in checks if c.status == "wrong"]
-            right = [c for c in checks if c.status == "correct"]
+            unknown = [c for c in checks if c.status == "unverifiable"]
             if wrong:
                 detail = "; ".join(f"{c.kind}: {c.detail}" for c in wrong)
-                add_verdict(row, "scene", False, detail)
-                out.append(Rejected("wrong_answer", row, detail) if self.reject_wrong else row)
-            elif right:
-                add_verdict(row, "scene", True, f"{len(right)} of {len(checks)} answers checked against the scene graph")
+                verdict = Verdict.failed(SCENE_METHOD, detail)
+            elif unknown:
+                detail = "; ".join(f"{c.kind}: {c.detail}" for c in unknown)
+                verdict = Verdict.unknown(SCENE_METHOD, f"{len(unknown)} of {len(checks)} answers unverifiable: {detail}")
             else:
-                add_verdict(row, "scene", None, "unverifiable: free-form answers")
-            if not wrong:
-                out.append(row)
+                verdict = Verdict.passed(SCENE_METHOD, f"all {len(checks)} answers checked against the scene graph")
+            verdict.record(row, "scene")
+            out.append(Rejected("wrong_answer", row, verdict.evidence) if wrong and self.reject_wrong else row)
         return out
 
 
