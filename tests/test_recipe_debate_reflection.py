@@ -10,7 +10,8 @@ import pytest
 from synthloom.llm.scripted import ScriptedModel
 from synthloom.pipeline.runner import RunOptions, run_pipeline_async
 from synthloom.recipes import debate, reflection
-from synthloom.recipes.loop_steps import parse_choice
+from synthloom.pipeline.checkpoint import Checkpoints
+from synthloom.report.rundata import step_dirs
 
 QUESTIONS = [{"question": "Tom has 3 apples and buys 4 more. How many apples does he have?", "answer": "7"},
              {"question": "A pen costs $2. How much do 5 pens cost?", "answer": "10"}]
@@ -41,10 +42,20 @@ async def run_debate(tmp_path: Path, judge_reply: str, rounds: int = 2):
     return result, a, b, judge
 
 
+def rejected_rows(run_dir: Path, step: str) -> list[dict]:
+    index = next(i for i, name, _ in step_dirs(run_dir, "rejected") if name == step)
+    return Checkpoints(run_dir).read_rejected(index, step)
+
+
 async def test_debate_runs_rounds_over_a_shared_transcript_and_the_judge_picks_the_label(tmp_path):
     result, _a, b, judge = await run_debate(tmp_path, "B", rounds=2)
     rows = {r["answer"]: r for r in result.rows}
-    apples = rows["7"]
+    if "7" in rows:
+        apples = rows["7"]
+    else:  # the judge picked the wrong debater: the row is rejected, never a label
+        [rec] = [r for r in rejected_rows(result.run_dir, "debate") if r["row"]["answer"] == "7"]
+        assert rec["reason"] == "wrong_label"
+        apples = rec["row"]
     assert (apples["answer_a"], apples["answer_b"]) == ("7", "8")
     assert [(t["round"], t["speaker"]) for t in apples["transcript"]] == [(0, "A"), (0, "B"), (1, "A"), (1, "B"),
                                                                            (2, "A"), (2, "B")]
@@ -72,19 +83,26 @@ async def test_debate_judge_order_is_randomised_per_row(tmp_path):
     path.write_text("\n".join(json.dumps({"question": f"Q{i}: apples?", "answer": "7"}) for i in range(12)))
     result = await run_pipeline_async(debate.build(debate.Options(rounds=0)), RunOptions(out=tmp_path / "run", input_path=path),
                                       models={"debater_a": a, "debater_b": b, "judge": ScriptedModel(["A"])})
-    swaps = [r["judge_swapped"] for r in result.rows]
-    assert len(swaps) == 12 and 0 < sum(swaps) < 12
-    assert all(r["winner"] == ("B" if r["judge_swapped"] else "A") for r in result.rows)
+    # the judge always says "A" (the first shown): right when debater A (answer 7 = gold) is shown first
+    wrong = rejected_rows(result.run_dir, "debate")
+    assert len(result.rows) + len(wrong) == 12 and result.rows and wrong
+    assert all(not r["judge_swapped"] and r["winner"] == "A" and r["label"] == "7" for r in result.rows)
+    assert all(rec["reason"] == "wrong_label" and rec["row"]["judge_swapped"] for rec in wrong)
 
 
 async def test_debate_unparseable_judge_is_rejected_with_a_reason(tmp_path):
     result, *_ = await run_debate(tmp_path, "I cannot decide", rounds=1)
     funnel = {s["step"]: s for s in result.stats["funnel"]}
-    assert funnel["debate"]["rejected"] == {"judge_unparseable": 1}
+    assert funnel["debate"]["rejected"] == {"judge_unknown": 1}
 
 
-def test_parse_choice():
-    assert parse_choice("B") == "B" and parse_choice("Debater A is right.") == "A" and parse_choice("none") is None
+async def test_debate_judge_reply_in_prose_or_echo_is_unknown_not_a_vote(tmp_path):
+    for i, reply in enumerate(("Debater A is right.", "A or B", "Which debater is right? Reply with A or B.",
+                               "B is wrong")):
+        (tmp_path / str(i)).mkdir()
+        result, *_ = await run_debate(tmp_path / str(i), reply, rounds=0)
+        funnel = {s["step"]: s for s in result.stats["funnel"]}
+        assert funnel["debate"]["rejected"] == {"judge_unknown": 1}, reply
 
 
 def reflect_script(request):
@@ -132,12 +150,17 @@ async def test_debate_and_reflection_end_to_end_on_the_embedded_model(tmp_path):
                                  models={"debater_a": model, "debater_b": model, "judge": model})
     funnel = {s["step"]: s for s in d.stats["funnel"]}
     assert funnel["debate"]["rows_out"] + sum(funnel["debate"]["rejected"].values()) == 2
-    for row in d.rows:
+    assert set(funnel["debate"]["rejected"]) <= {"no_answer", "judge_unknown", "wrong_label", "invalid_request"}
+    for row in d.rows:  # a kept row's label is the gold answer, whichever debater the judge chose
         assert row["winner"] in ("A", "B", "agree") and row["label"] in (row["answer_a"], row["answer_b"])
+        assert row["_meta"]["verdicts"]["debate_judge"]["ok"] is True
     r = await run_pipeline_async(reflection.build(reflection.Options(num_seeds=2, max_depth=1, rounds=1,
                                                                      max_tokens=48)),
                                  RunOptions(out=tmp_path / "reflect"), models={"generator": model, "critic": model})
-    assert len(r.rows) == 2
-    for row in r.rows:
-        assert row["draft"] and row["response"] and "math" in row["_meta"]["verdicts"]
+    funnel = {s["step"]: s for s in r.stats["funnel"]}
+    assert len(r.rows) + sum(funnel["reflect"]["rejected"].values()) == 2  # every question kept or rejected
+    assert set(funnel["reflect"]["rejected"]) <= {"wrong_answer", "empty_response", "invalid_request"}
+    for row in r.rows:  # whatever the model wrote, a kept row's final answer checked out
+        assert row["draft"] and row["response"] and row["_meta"]["verdicts"]["math"]["ok"] is True
         assert row["rounds_used"] <= 1
+        assert row["fixed_by_reflection"] is (row["_meta"]["verdicts"]["draft_math"]["ok"] is False)

@@ -10,9 +10,10 @@ import pytest
 from synthloom.llm.scripted import ScriptedModel
 from synthloom.pipeline.runner import RunOptions, run_pipeline_async
 from synthloom.recipes import rag
+from synthloom.llm.constrained import strict_label
 from synthloom.recipes.loop_steps import (
+    FAITHFUL_LABELS,
     grounding_support,
-    parse_yes_no,
     strip_citations,
 )
 
@@ -71,18 +72,25 @@ async def test_rows_cite_retrieved_passages_and_carry_a_faithfulness_verdict(tmp
     assert any("[c3] Angel Falls" in p and "979 metres" in p for p in judge_prompts)  # judge sees cited passages
 
 
-async def test_keep_unfaithful_keeps_rows_with_a_false_verdict(tmp_path):
+async def test_keep_unverified_writes_unfaithful_rows_to_their_own_split_never_train(tmp_path):
     model = ScriptedModel(script)
-    pipeline = rag.build(rag.Options(corpus=write_corpus(tmp_path), num_topics=3, k=1, keep_unfaithful=True))
+    pipeline = rag.build(rag.Options(corpus=write_corpus(tmp_path), num_topics=3, k=1, keep_unverified=True))
+    pipeline.keep_unverified = True  # what `-o keep_unverified=true` sets
     result = await run_pipeline_async(pipeline, RunOptions(out=tmp_path / "run"),
                                       models={"generator": model, "judge": model})
-    falls = next(r for r in result.rows if r["topic"] == "Angel Falls")
+    assert all(r["topic"] != "Angel Falls" for r in result.rows)
+    unverified = [json.loads(line) for line in (result.run_dir / "data" / "unverified.jsonl").read_text().splitlines()]
+    falls = next(r for r in unverified if r["topic"] == "Angel Falls")
     assert falls["faithful"] is False and falls["_meta"]["verdicts"]["faithfulness"]["ok"] is False
-    assert falls["instruction"] == "How tall is Angel Falls?"  # alpaca formatting
+    assert falls["_meta"]["unverified_reason"] == "check_failed:faithfulness"
+    assert result.stats["unverified_rows"] == len(unverified) >= 1
 
 
 def test_helpers():
-    assert parse_yes_no("Yes, it is.") is True and parse_yes_no("no") is False and parse_yes_no("maybe") is None
+    assert strict_label("Yes", FAITHFUL_LABELS) == "Yes" and strict_label("no.", FAITHFUL_LABELS) == "No"
+    # a verdict inside prose, a hedge or an echo is unknown, never a yes
+    for text in ("Yes, it is.", "maybe", "Not yes", "Reply with Yes or No.", ""):
+        assert strict_label(text, FAITHFUL_LABELS) is None
     assert strip_citations("Paris [wiki-000] is big [x].") == "Paris is big."
     assert grounding_support("Baikal deepest lake", "Lake Baikal is the deepest lake") == 1.0
     assert grounding_support("Baikal is purple", "Lake Baikal is deep") == 0.5
@@ -98,13 +106,18 @@ async def test_rag_end_to_end_on_the_embedded_model(tmp_path):
     from synthloom.llm.embedded import EmbeddedModel
 
     model = EmbeddedModel(n_slots=4, n_ctx=4096, n_threads=1)
-    pipeline = rag.build(rag.Options(num_topics=4, k=2, max_tokens=48, keep_unfaithful=True))
+    pipeline = rag.build(rag.Options(num_topics=4, k=2, max_tokens=48, keep_unverified=True))
+    pipeline.keep_unverified = True
     result = await run_pipeline_async(pipeline, RunOptions(out=tmp_path / "run"),
                                       models={"generator": model, "judge": model})
     funnel = {s["step"]: s for s in result.stats["funnel"]}
     assert funnel["retrieve"]["rows_out"] == 4
-    assert result.rows, f"no row survived: {[(s['step'], s['rejected']) for s in result.stats['funnel']]}"
-    for row in result.rows:  # whatever the small model wrote, each kept row cites retrieved passages
+    unverified = [json.loads(line) for line in (result.run_dir / "data" / "unverified.jsonl").read_text().splitlines()]
+    # whatever the small model wrote: every row that reached the gate is in train or in unverified
+    assert len(result.rows) + len(unverified) == funnel["format"]["rows_out"]
+    for row in result.rows + unverified:  # each cites retrieved passages and carries both verdicts
         assert row["citations"] and all(c.startswith("wiki-") for c in row["citations"])
-        assert row["_meta"]["verdicts"]["faithfulness"]["ok"] in (True, False)
+        assert row["_meta"]["verdicts"]["faithfulness"]["ok"] in (True, False, None)
         assert "grounding" in row["_meta"]["verdicts"]
+    for row in result.rows:  # train holds only rows both checks passed
+        assert row["_meta"]["verdicts"]["faithfulness"]["ok"] is True and row["_meta"]["verdicts"]["grounding"]["ok"]

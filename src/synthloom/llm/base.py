@@ -25,7 +25,8 @@ class ChatRequest:
     `n` asks for n completions of the same prompt. `seed` makes sampling reproducible on
     backends that honour it; synthloom derives it per (run seed, record, step, sample).
     `json_schema` constrains the output (server-side grammar where the backend can,
-    parse-and-repair otherwise).
+    parse-and-repair otherwise). `choice_labels` asks for exactly one of a few labels (a verdict):
+    the backend constrains generation so the label is the whole answer (see llm/constrained.py).
     """
 
     messages: list[Message]
@@ -38,11 +39,14 @@ class ChatRequest:
     logprobs: bool = False
     top_logprobs: int = 0
     json_schema: dict[str, Any] | None = None
+    choice_labels: list[str] | None = None
 
     def canonical(self) -> dict[str, Any]:
         """Every field that can change the output, in a stable form (used for cache keys)."""
         d = asdict(self)
         d["stop"] = list(self.stop)
+        if self.choice_labels is None:  # keeps the keys of requests cached before labels existed
+            del d["choice_labels"]
         return d
 
     def validate(self) -> None:
@@ -59,6 +63,13 @@ class ChatRequest:
             raise InvalidRequestError(f"top_p must be in [0, 1], got {self.top_p}")
         if self.temperature < 0:
             raise InvalidRequestError(f"temperature must be >= 0, got {self.temperature}")
+        if self.choice_labels is not None:
+            labels = [str(x).strip() for x in self.choice_labels]
+            if len(labels) < 2 or not all(labels) or len(set(labels)) != len(labels):
+                raise InvalidRequestError("choice_labels needs two or more distinct non-empty labels, "
+                                          f"got {self.choice_labels!r}")
+            if self.json_schema is not None:
+                raise InvalidRequestError("a request takes json_schema or choice_labels, not both")
 
 
 @dataclass(slots=True)

@@ -39,6 +39,7 @@ from synthloom.llm.base import (
     TokenLogprob,
     Usage,
 )
+from synthloom.llm.constrained import as_lone_label_request, label_schema
 from synthloom.llm.ratelimit import (
     AIMDLimiter,
     CircuitBreaker,
@@ -265,9 +266,25 @@ class OpenAIModel:
     # ------------------------------------------------------------------ per request
 
     async def _complete(self, request: ChatRequest) -> ChatResponse:
+        if request.choice_labels:
+            return await self._complete_choice(request)
         if request.json_schema is not None:
             return await self._complete_structured(request)
         return await self._complete_plain(request)
+
+    async def _complete_choice(self, request: ChatRequest) -> ChatResponse:
+        """A constrained choice: the labels as a JSON-schema enum while the server takes schemas,
+        else a lone-label prompt (read strictly by llm.constrained.read_choice, never repaired)."""
+        labels = list(request.choice_labels or [])
+        if self.supports_json_schema is not False:
+            native = dataclasses.replace(request, choice_labels=None, json_schema=label_schema(labels))
+            try:
+                return await self._complete_plain(native)
+            except ServerRejectedError as e:
+                if self.supports_json_schema is not None or not _SCHEMA_HINTS.search(e.server_message):
+                    raise
+                self._learn("supports_json_schema", False, e.server_message)
+        return await self._complete_plain(as_lone_label_request(request))
 
     async def _complete_plain(self, request: ChatRequest) -> ChatResponse:
         n = request.n

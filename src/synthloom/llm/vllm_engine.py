@@ -57,14 +57,17 @@ def sampling_kwargs(request: ChatRequest) -> dict[str, Any]:
 def build_sampling_params(vllm: Any, request: ChatRequest) -> Any:
     """SamplingParams with the JSON schema constraint under whichever name this vLLM uses."""
     kwargs = sampling_kwargs(request)
-    if request.json_schema is not None:
+    # a constrained choice is vLLM's `choice` constraint: the label itself is the whole output
+    constraint = ({"json": request.json_schema} if request.json_schema is not None else
+                  {"choice": list(request.choice_labels)} if request.choice_labels else None)
+    if constraint is not None:
         sampling_params = vllm.sampling_params
         if hasattr(sampling_params, "StructuredOutputsParams"):  # vLLM >= 0.10.2
-            kwargs["structured_outputs"] = sampling_params.StructuredOutputsParams(json=request.json_schema)
+            kwargs["structured_outputs"] = sampling_params.StructuredOutputsParams(**constraint)
         elif hasattr(sampling_params, "GuidedDecodingParams"):
-            kwargs["guided_decoding"] = sampling_params.GuidedDecodingParams(json=request.json_schema)
+            kwargs["guided_decoding"] = sampling_params.GuidedDecodingParams(**constraint)
         else:
-            raise ConfigError("this vLLM version has no guided decoding; upgrade vllm for JSON-schema output")
+            raise ConfigError("this vLLM version has no guided decoding; upgrade vllm for constrained output")
     return vllm.SamplingParams(**kwargs)
 
 

@@ -1,6 +1,8 @@
 """Calling a model from inside a step: one request, usage counted, provenance kept.
 
-The one way every step talks to a model (the model step included).
+The one way every step talks to a model (the model step included): `ask` for text, `choose` for a
+verdict (a constrained choice among labels, see llm/constrained.py), `score_each` for
+teacher-forced log-probabilities.
 
 Steps that make several dependent calls per row (critique then revision; candidates then their
 scores) cannot be a single `ModelStep`; they use `ask` so every call is still cached by the
@@ -14,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError, TextScore, Usage
+from synthloom.llm.constrained import ChoiceReading, choice_request, read_choice, strict_label
 from synthloom.pipeline.step import StepContext
+from synthloom.verdicts import Verdict
 
 
 @dataclass
@@ -58,6 +62,30 @@ async def ask(ctx: StepContext, role: str, request: ChatRequest, log: CallLog, l
     return response
 
 
+async def choose(ctx: StepContext, role: str, request: ChatRequest, log: CallLog, label: str) -> ChoiceReading:
+    """Ask the model of `role` a constrained choice (`request.choice_labels`, built with
+    `choice_request`) and read the label and its probabilities; an unreadable answer is unknown."""
+    if not request.choice_labels:
+        raise ValueError("choose() needs a request with choice_labels (use choice_request)")
+    response = await ask(ctx, role, request, log, label)
+    return read_choice(response, request.choice_labels)
+
+
+def choice_verdict(reading: ChoiceReading, yes: str | tuple[str, ...], no: str | tuple[str, ...]) -> Verdict:
+    """A verdict from a constrained choice: True for a `yes` label, False for a `no` label,
+    unknown when the model gave no lone label (the method records how the answer was read)."""
+    yes_set = {yes} if isinstance(yes, str) else set(yes)
+    no_set = {no} if isinstance(no, str) else set(no)
+    method = f"constrained_choice/{reading.preference_source}"
+    evidence = f"label={reading.label!r}" + (f" probs={reading.probs}" if reading.probs else "") \
+        + ("" if reading.label is not None else f" raw={reading.raw[:120]!r}")
+    if reading.label in yes_set:
+        return Verdict(True, method, evidence)
+    if reading.label in no_set:
+        return Verdict(False, method, evidence)
+    return Verdict(None, method, evidence)
+
+
 async def score_each(ctx: StepContext, role: str, texts: list[str]) -> list[TextScore | InvalidRequestError]:
     """Score each text with the model of `role` (cached; usage counted as prompt tokens). A text
     the model cannot score (empty, longer than its context) gets its InvalidRequestError instead,
@@ -76,4 +104,5 @@ async def score_each(ctx: StepContext, role: str, texts: list[str]) -> list[Text
     return list(await asyncio.gather(*(one(t) for t in texts)))
 
 
-__all__ = ["CallLog", "InvalidRequestError", "ask", "score_each", "user_request"]
+__all__ = ["CallLog", "ChoiceReading", "InvalidRequestError", "ask", "choice_request", "choice_verdict", "choose",
+           "read_choice", "score_each", "strict_label", "user_request"]

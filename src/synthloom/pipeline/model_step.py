@@ -49,6 +49,7 @@ class ModelStep(Step):
     stop: list[str] = []
     logprobs: bool = False
     top_logprobs: int = 0
+    allow_truncated: bool = False  # keep outputs that stopped at max_tokens (finish reason "length")
     template_dirs: list[str] = []
 
     _prompt: PromptTemplate | None = PrivateAttr(default=None)
@@ -168,13 +169,16 @@ class ModelStep(Step):
         outcomes: list[Row | Rejected] = []
         parsed_list: list[Any] = []
         for i, choice in enumerate(response.choices):
+            # an output cut off at max_tokens is unfinished (a half solution, a clipped answer):
+            # never data unless the step says truncation is harmless for it
+            if choice.finish_reason == "length" and not self.allow_truncated:
+                outcomes.append(Rejected("truncated", row, f"hit max_tokens={self.max_tokens}; "
+                                                          f"output ends {choice.text[-80:]!r}"))
+                continue
             try:
                 parsed = self.parse_text(choice.text)
             except ParseError as e:
                 outcomes.append(Rejected("parse_error", row, f"{e}; output: {choice.text[:200]!r}"))
-                continue
-            if choice.finish_reason == "length" and self.parse != "text":
-                outcomes.append(Rejected("truncated", row, f"hit max_tokens={self.max_tokens}"))
                 continue
             if choice.logprobs is not None:
                 parsed.setdefault(f"{self.output}_logprobs",

@@ -12,6 +12,7 @@ from synthloom.errors import BadInputError, ConfigError
 from synthloom.io import read_rows
 from synthloom.pipeline import builtins as _builtins  # noqa: F401  (registers built-in steps)
 from synthloom.pipeline import model_step as _model_step  # noqa: F401
+from synthloom.pipeline.gate import GATE_NAME, VerdictGate, is_gate
 from synthloom.pipeline.step import (STEP_TYPES, Rejected, Step, StepContext, apply_step, build_step,
                                      register_step)
 from synthloom.records import META, Row, canonical_json, sha256_hex
@@ -148,13 +149,29 @@ def validate_steps(steps: list[Step], available: set[str] | None, where: str = "
 
 
 class Pipeline:
-    """A named, ordered list of steps with a source and the model roles it uses."""
+    """A named, ordered list of steps with a source and the model roles it uses.
+
+    `required_checks` names the verdicts a row must pass to enter train; `advisory_checks` the
+    recorded verdicts that are informational only (e.g. a draft a later step corrected). The
+    engine appends the verdict gate (pipeline/gate.py) as the last step of every pipeline, so no
+    row with a failed check reaches train whatever the recipe does. `keep_unverified` also writes
+    the rows the gate stopped to the separate `data/unverified.*` split.
+    """
 
     def __init__(self, name: str, steps: list[Step], source: Source | None = None,
                  models: dict[str, str] | None = None, description: str = "",
-                 options: dict[str, Any] | None = None, shard_size: int = 64):
+                 options: dict[str, Any] | None = None, shard_size: int = 64,
+                 required_checks: list[str] | tuple[str, ...] = (),
+                 advisory_checks: list[str] | tuple[str, ...] = (), keep_unverified: bool = False):
         self.name = name
-        self.steps = steps
+        self.required_checks = list(required_checks)
+        self.advisory_checks = list(advisory_checks)
+        self.keep_unverified = bool(keep_unverified)
+        steps = [s for s in steps if not is_gate(s)]
+        if any(s.name == GATE_NAME for s in steps):
+            raise ConfigError(f"pipeline {name!r}: the step name {GATE_NAME!r} is reserved for the verdict gate")
+        self.steps = steps + [VerdictGate(name=GATE_NAME, required=self.required_checks,
+                                          advisory=self.advisory_checks)]
         self.source = source
         self.models = dict(models or {"generator": "embedded"})
         self.description = description
@@ -179,7 +196,10 @@ class Pipeline:
             "models": self.models,
             "source": self.source.config() if self.source else None,
             "shard_size": self.shard_size,
-            "steps": [s.config() for s in self.steps],
+            "required_checks": self.required_checks,
+            "advisory_checks": self.advisory_checks,
+            "keep_unverified": self.keep_unverified,
+            "steps": [s.config() for s in self.steps if not is_gate(s)],
         }
 
     def fingerprint(self) -> str:
@@ -226,7 +246,18 @@ def pipeline_from_yaml(path: str | Path) -> Pipeline:
         description=str(data.get("description", "")),
         options=data.get("options") or {},
         shard_size=int(data.get("shard_size", 64)),
+        required_checks=_name_list(data.get("required_checks"), p, "required_checks"),
+        advisory_checks=_name_list(data.get("advisory_checks"), p, "advisory_checks"),
+        keep_unverified=bool(data.get("keep_unverified", False)),
     )
+
+
+def _name_list(value: Any, path: Path, key: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"recipe {path}: {key!r} must be a list of check names")
+    return list(value)
 
 
 def dump_yaml(config: dict[str, Any]) -> str:

@@ -231,6 +231,7 @@ def finish_run(pipeline: Pipeline, opts: RunOptions, run_dir: Path, info: dict[s
         write_parquet(result.rows, p, label=label, image_columns=pipeline.options.get("image_columns"),
                       base_dir=run_dir)
         data_files.append(p)
+    unverified = export_unverified(pipeline, opts, run_dir, label) if pipeline.keep_unverified else None
     cache_stats = {}
     for role, m in models.items():
         s = getattr(m, "stats", None)
@@ -251,6 +252,8 @@ def finish_run(pipeline: Pipeline, opts: RunOptions, run_dir: Path, info: dict[s
         "cache": cache_stats,
         "models": {role: m.identity for role, m in models.items()},
         "label": label,
+        "required_checks": pipeline.required_checks,
+        "unverified_rows": unverified,
     }
     write_text_atomic(run_dir / "stats.json", json.dumps(stats, indent=2, ensure_ascii=False))
     write_card(run_dir, pipeline, stats)
@@ -258,6 +261,24 @@ def finish_run(pipeline: Pipeline, opts: RunOptions, run_dir: Path, info: dict[s
         write_report_safely(run_dir)
     return RunResult(run_dir=run_dir, complete=result.complete, stats=stats, data_files=data_files,
                      rows=result.rows, stop_reason=stop_reason)
+
+
+def export_unverified(pipeline: Pipeline, opts: RunOptions, run_dir: Path, label: dict[str, Any]) -> int:
+    """Write the rows the verdict gate stopped to data/unverified.* (a split of its own, never train)."""
+    from synthloom.pipeline.checkpoint import Checkpoints
+
+    index = len(pipeline.steps)  # the gate is always the last step
+    rows = []
+    for rec in Checkpoints(run_dir).read_rejected(index, pipeline.steps[-1].name):
+        rec["row"].setdefault("_meta", {})["unverified_reason"] = rec.get("reason")
+        rows.append(rec["row"])
+    stamp_labels(rows, label)
+    if "jsonl" in opts.formats:
+        write_jsonl(rows, run_dir / "data" / "unverified.jsonl")
+    if "parquet" in opts.formats:
+        write_parquet(rows, run_dir / "data" / "unverified.parquet", label=label,
+                      image_columns=pipeline.options.get("image_columns"), base_dir=run_dir)
+    return len(rows)
 
 
 def write_report_safely(run_dir: Path) -> None:

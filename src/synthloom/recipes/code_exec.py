@@ -76,4 +76,5 @@ def build(options: Options) -> Pipeline:
         source = Source(generator=lambda: humaneval_problems(options.num_problems), description="HumanEval prompts")
     else:
         source = Source(generator=lambda: seed_problems(options.num_problems), description="bundled code seed tasks")
-    return Pipeline(NAME, steps, source=source, models={"generator": "embedded"}, description=DESCRIPTION)
+    return Pipeline(NAME, steps, source=source, models={"generator": "embedded"}, description=DESCRIPTION,
+                    required_checks=["code_exec"])  # every kept solution re-ran alone and passed

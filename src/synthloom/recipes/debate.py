@@ -49,4 +49,4 @@ def build(options: Options) -> Pipeline:
                     source=Source(generator=lambda: math_questions(options.num_seeds, options.max_depth),
                                   description="symbolic math questions"),
                     models={"debater_a": "embedded", "debater_b": "embedded", "judge": "embedded"},
-                    description=DESCRIPTION)
+                    description=DESCRIPTION, required_checks=["debate_judge"])  # the label matches the gold answer

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from pydantic import PrivateAttr
 
-from synthloom.pipeline.calls import CallLog, ask, user_request
+from synthloom.pipeline.calls import CallLog, ask, choice_request, choice_verdict, choose, user_request
 from synthloom.errors import BadInputError
 from synthloom.llm.base import InvalidRequestError
 from synthloom.pipeline.step import Rejected, Step, StepContext, StepKind, register_step
@@ -137,7 +137,7 @@ class Faithfulness(Step):
     kind: ClassVar[StepKind] = "filter"
     template: str = "rag_faithfulness.j2"
     model: str = "judge"
-    max_tokens: int = 4
+    max_tokens: int = 16  # room for a server's JSON-wrapped label ({"label": "Yes"})
     min_support: float = 0.5
     keep_unfaithful: bool = False
 
@@ -163,27 +163,25 @@ class Faithfulness(Step):
     async def _one(self, row: Row, ctx: StepContext) -> Any:
         assert self._prompt is not None
         log = CallLog()
-        request = user_request(self._prompt.render(row), ctx.seed_for(row), temperature=0.0,
-                               max_tokens=self.max_tokens)
+        request = choice_request([{"role": "user", "content": self._prompt.render(row)}], FAITHFUL_LABELS,
+                                 seed=ctx.seed_for(row), max_tokens=self.max_tokens)
         try:
-            reply = (await ask(ctx, self.model, request, log, self.name)).choices[0].text
+            reading = await choose(ctx, self.model, request, log, self.name)
         except InvalidRequestError as e:
             return Rejected("invalid_request", row, str(e))
-        verdict = parse_yes_no(reply)
+        verdict = choice_verdict(reading, "Yes", "No")
         support = round(grounding_support(str(row.get("answer", "")), str(row.get("cited_context", ""))), 3)
-        new = ctx.derive(row, {"faithful": verdict, "judge_reply": reply.strip(), "support": support},
+        new = ctx.derive(row, {"faithful": verdict.ok, "judge_reply": reading.raw.strip(), "support": support},
                          **log.meta(self._prompt.sha, {"temperature": 0.0, "max_tokens": self.max_tokens}))
-        add_verdict(new, "faithfulness", verdict, f"judge replied {reply.strip()[:40]!r}")
+        verdict.record(new, "faithfulness")
         add_verdict(new, "grounding", support >= self.min_support,
-                    f"{support:.0%} of answer content words appear in the cited passages")
-        if verdict is not True and not self.keep_unfaithful:
-            return Rejected("unfaithful" if verdict is False else "judge_unparseable", new, reply.strip()[:120])
+                    f"{support:.0%} of answer content words appear in the cited passages", method="content_word_overlap")
+        if verdict.ok is not True and not self.keep_unfaithful:
+            return Rejected("unfaithful" if verdict.ok is False else "judge_unknown", new, reading.raw.strip()[:120])
         return new
 
 
-def parse_yes_no(text: str) -> bool | None:
-    m = re.search(r"\b(yes|no)\b", text.lower())
-    return None if m is None else m.group(1) == "yes"
+FAITHFUL_LABELS = ("Yes", "No")
 
 
 # ---------------------------------------------------------------- debate
@@ -192,12 +190,6 @@ def _final_answer(text: str) -> str | None:
     from synthloom.verify.math import extract_answer
 
     return extract_answer(text)
-
-
-def parse_choice(text: str, labels: tuple[str, str] = ("A", "B")) -> str | None:
-    """The first standalone label in a judge's reply ("B", "Debater A", "A."), else None."""
-    m = re.search(r"\b(" + "|".join(labels) + r")\b", text.strip())
-    return m.group(1) if m else None
 
 
 @register_step("debate")
@@ -263,7 +255,7 @@ class Debate(Step):
         except InvalidRequestError as e:
             return Rejected("invalid_request", row, str(e))
         if winner is None:
-            return Rejected("judge_unparseable", row, reply[:120])
+            return Rejected("judge_unknown", row, f"the judge gave no lone A or B: {reply[:120]!r}")
         pick = 0 if winner in ("A", "agree") else 1
         new = ctx.derive(row, {"answer_a": answers[0], "answer_b": answers[1], "transcript": transcript,
                                "winner": winner, "label": answers[pick], "response": solutions[pick],
@@ -273,7 +265,10 @@ class Debate(Step):
             from synthloom.verify.math import answers_equal
 
             ok = bool(answers_equal(answers[pick], str(row[self.gold])))
-            add_verdict(new, "debate_judge", ok, f"judge chose {answers[pick]!r}; gold {row[self.gold]!r}")
+            add_verdict(new, "debate_judge", ok, f"judge chose {answers[pick]!r}; gold {row[self.gold]!r}",
+                        method="answer_match_vs_gold")
+            if not ok:  # a wrong label is never training data, however the debate went
+                return Rejected("wrong_label", new, f"debate label {answers[pick]!r} != gold {row[self.gold]!r}")
         return new
 
     async def _argue_and_judge(self, row: Row, ctx: StepContext, log: CallLog, question: str,
@@ -298,10 +293,9 @@ class Debate(Step):
         first, second = (answers[1], answers[0]) if swapped else (answers[0], answers[1])
         prompt = self._t["judge"].render({"question": question, "answer_a": first, "answer_b": second,
                                           "transcript": shown})
-        reply = (await ask(ctx, self.judge, user_request(prompt, ctx.seed_for(row, 999), temperature=0.0,
-                                                         max_tokens=4), log, f"{self.name}/judge")).choices[0].text
-        choice = parse_choice(reply)
-        return (relabel[choice] if choice else None), reply.strip(), swapped
+        request = choice_request([{"role": "user", "content": prompt}], ("A", "B"), seed=ctx.seed_for(row, 999))
+        reading = await choose(ctx, self.judge, request, log, f"{self.name}/judge")
+        return (relabel[reading.label] if reading.label else None), reading.raw.strip(), swapped
 
 
 # ---------------------------------------------------------------- reflection
@@ -342,7 +336,7 @@ class Reflect(Step):
         return {self.question} | ({self.gold} if self.gold else set())
 
     def output_columns(self, available: set[str]) -> set[str]:
-        return available | {"draft", "critiques", "revisions", "response", "rounds_used"}
+        return available | {"draft", "critiques", "revisions", "response", "rounds_used", "fixed_by_reflection"}
 
     def model_roles(self) -> set[str]:
         return {self.model} | ({self.critic} if self.critic else set())
@@ -390,11 +384,14 @@ class Reflect(Step):
             return Rejected("invalid_request", row, str(e))
         if not response:
             return Rejected("empty_response", row, "the final revision is empty")
+        draft_check, final_check = self._check(row, draft), self._check(row, response)
+        fixed = bool(draft_check and final_check and not draft_check[0] and final_check[0])
         new = ctx.derive(row, {"draft": draft, "critiques": critiques, "revisions": revisions,
-                               "response": response, "rounds_used": len(critiques)},
+                               "response": response, "rounds_used": len(critiques), "fixed_by_reflection": fixed},
                          **log.meta(self._t["revise"].sha, {"rounds": self.rounds, "temperature": self.temperature}))
-        for name, text in (("draft_math", draft), ("math", response)):
-            check = self._check(row, text)
+        for name, check in (("draft_math", draft_check), ("math", final_check)):
             if check:
-                add_verdict(new, name, check[0], check[1])
+                add_verdict(new, name, check[0], check[1], method="math_answer_vs_gold")
+        if final_check and not final_check[0]:  # reflection did not reach a right answer: not a label
+            return Rejected("wrong_answer", new, "the final revision's answer does not match the gold answer")
         return new

@@ -33,7 +33,6 @@ class Options(RecipeOptions):
     k: int = Field(2, ge=1, le=10, description="passages retrieved per topic")
     temperature: float = Field(0.7, ge=0)
     max_tokens: int = Field(128, ge=16)
-    keep_unfaithful: bool = Field(False, description="keep rows the judge calls unfaithful (verdict still recorded)")
 
 
 def corpus_topics(corpus: str | None, n: int) -> list[dict]:
@@ -69,7 +68,8 @@ def build(options: Options) -> Pipeline:
         ModelStep(name="answer", prompt="rag_answer.j2", output="answer", temperature=0.0,
                   max_tokens=options.max_tokens),
         Cite(name="cite", column="answer"),
-        Faithfulness(name="faithfulness", keep_unfaithful=options.keep_unfaithful),
+        # with keep_unverified, unfaithful rows go on to the verdict gate, which writes them to data/unverified.*
+        Faithfulness(name="faithfulness", keep_unfaithful=options.keep_unverified),
         Select(name="keep_columns", columns=["topic", "question", "answer", "citations", "citation_source",
                                              "faithful", "support"]),
         ExactDedup(name="dedup", columns=["question", "answer"]),
@@ -79,4 +79,5 @@ def build(options: Options) -> Pipeline:
     return Pipeline(NAME, steps,
                     source=Source(generator=lambda: corpus_topics(options.corpus, options.num_topics),
                                   description="topics from corpus titles"),
-                    models={"generator": "embedded", "judge": "embedded"}, description=DESCRIPTION)
+                    models={"generator": "embedded", "judge": "embedded"}, description=DESCRIPTION,
+                    required_checks=["faithfulness", "grounding"])

@@ -35,11 +35,13 @@ def build(options: Options) -> Pipeline:
                 temperature=options.temperature, max_tokens=options.max_tokens,
                 critic="critic", answer_format="Solve step by step. End with: The answer is <answer>."),
         Select(name="keep_columns", columns=["question", "answer", "draft", "critiques", "revisions", "response",
-                                             "rounds_used"]),
+                                             "rounds_used", "fixed_by_reflection"]),
         FormatAs(name="format", format="alpaca", fields={"instruction": "question", "output": "response"},
                  keep_columns=True),
     ]
     return Pipeline(NAME, steps,
                     source=Source(generator=lambda: math_questions(options.num_seeds, options.max_depth),
                                   description="symbolic math questions"),
-                    models={"generator": "embedded", "critic": "embedded"}, description=DESCRIPTION)
+                    models={"generator": "embedded", "critic": "embedded"}, description=DESCRIPTION,
+                    # the final answer must check out; the draft's verdict only measures what reflection fixed
+                    required_checks=["math"] if options.use_gold else [], advisory_checks=["draft_math"])

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from synthloom.errors import ConfigError
 
@@ -35,6 +35,9 @@ class RecipeOptions(BaseModel):
     """Base of every recipe's options: unknown options are errors, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+    keep_unverified: bool = Field(False, description="also write rows whose required checks did not pass to "
+                                                     "data/unverified.* (never to train)")
 
 
 @dataclass
@@ -86,4 +89,5 @@ def load_recipe(name_or_path: str, options: dict[str, Any] | None = None):
         raise ConfigError(f"recipe {info.name!r} option {loc}: {err['msg']} (options: {known})") from None
     pipeline = info.module.build(opts)
     pipeline.options = {**opts.model_dump(mode="json"), **pipeline.options}
+    pipeline.keep_unverified = opts.keep_unverified
     return pipeline
