@@ -98,11 +98,12 @@ def test_a_file_the_test_just_wrote_is_invisible(pool, tmp_path):
     result = run(pool, f"import os\nprint(os.path.exists({str(secret)!r}))\nprint(open({str(secret)!r}).read())",
                  SHORT)
     assert result.stdout == "False\n" and "top-secret-token" not in result.stdout + result.stderr
-    listing = run(pool, "import os\nprint(sorted(os.listdir('/')))\nprint(os.listdir('/root'))")
-    venv_top = Path(sys.prefix).parts[1]  # "work" here, "tmp" for a clone under /tmp
-    assert repr(venv_top) in listing.stdout.splitlines()[0]  # only the path down to the virtualenv exists ...
-    listed_root = listing.stdout.splitlines()[1]
-    assert listed_root == "['.pyenv']" or listed_root == "[]"  # ... and /root holds nothing but the interpreter
+    listing = run(pool, "import os\nprint(sorted(os.listdir('/')))\nprint(os.path.exists('/root'))")
+    top, root_exists = listing.stdout.splitlines()
+    # the interpreter sits at /opt/python: nothing on the way to the checkout or the venv exists
+    assert set(eval(top)) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "opt", "proc", "sbin", "tmp",
+                              "usr"}
+    assert root_exists == "False"
 
 
 @pytest.mark.parametrize("target", [str(PROJECT_ROOT / "escape.txt"), "/usr/escape.txt", "/escape.txt",
@@ -141,7 +142,9 @@ def test_fork_bomb_is_contained(pool):
 
 
 def test_memory_bomb_is_stopped(pool):
-    result = run(pool, "blocks = []\nwhile True:\n    blocks.append(bytearray(64 << 20))", SHORT)
+    # a generous wall clock: touching 512 MB takes seconds on a loaded 2-core machine
+    limits = SandboxLimits(wall_s=20.0, cpu_s=10, memory_bytes=512 << 20)
+    result = run(pool, "blocks = []\nwhile True:\n    blocks.append(bytearray(64 << 20))", limits)
     assert result.status == "memory"
     one_shot = run(pool, "x = bytearray(4 << 30)", SHORT)
     assert one_shot.status == "memory"
@@ -183,14 +186,13 @@ def test_environment_secrets_are_not_inherited(monkeypatch):
 
 def test_snippet_cannot_kill_its_worker(pool):
     pids = sorted(pool.worker_pids())
-    result = run(pool, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", SHORT)
-    assert result.status in ("ok", "error")  # getppid() is 0 in its own PID namespace: it hits only itself
-    visible = ("import os, signal\nkilled = []\nfor name in os.listdir('/proc'):\n"
-               "    if name.isdigit() and int(name) != os.getpid():\n        try:\n"
-               "            os.kill(int(name), signal.SIGKILL)\n            killed.append(name)\n"
-               "        except OSError:\n            pass\nprint(killed)")
+    result = run(pool, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint('survived')", SHORT)
+    assert result.stdout == "survived\n"  # its parent is its own namespace's init, which ignores it
+    visible = ("import os, signal\nothers = [int(n) for n in os.listdir('/proc') if n.isdigit() and int(n) != os.getpid()]\n"
+               "for pid in others:\n    for sig in (signal.SIGSTOP, signal.SIGKILL):\n        try:\n"
+               "            os.kill(pid, sig)\n        except OSError:\n            pass\nprint(others)")
     for _ in range(pool.size * 2):  # reach every worker
-        assert run(pool, visible, SHORT).stdout == "[]\n"
+        assert run(pool, visible, SHORT).stdout == "[1]\n"  # only the init of its own namespace is visible
     assert all(run(pool, "print('still here')").stdout == "still here\n" for _ in range(pool.size * 2))
     assert sorted(pool.worker_pids()) == pids
 
@@ -212,8 +214,9 @@ def test_scratch_is_fresh_for_every_snippet():
 
 def test_namespaced_kernel_state_does_not_leak_between_snippets():
     with SandboxPool(workers=1) as single:
-        first = single.run("open('/proc/sys/kernel/hostname', 'w').write('changed')\n"
-                           "import ctypes\nlibc = ctypes.CDLL(None)\nprint(libc.shmget(4242, 4096, 0o1666))")
+        first = single.run("import ctypes, socket\nlibc = ctypes.CDLL(None)\n"
+                           "try:\n    open('/proc/sys/kernel/hostname', 'w').write('changed')\nexcept OSError:\n"
+                           "    libc.sethostname(b'changed', 7)\nprint(libc.shmget(4242, 4096, 0o1666))")
         second = single.run("import socket, ctypes\nprint(socket.gethostname())\n"
                             "print(ctypes.CDLL(None).shmget(4242, 4096, 0o666))")
     assert first.status == "ok" and int(first.stdout) >= 0, first.stderr

@@ -5,6 +5,10 @@ isolated child per snippet (see worker.py), so a snippet pays for a fork instead
 start plus a sandbox set-up. A worker that dies or stops answering is killed and replaced; the
 snippet it was running is reported as killed/timeout, never retried (it may be what killed it).
 
+Every request is followed by a fresh random nonce that the worker reads only after it has forked the
+snippet's process, so no snippet ever holds it; a reply that does not carry this request's id and
+nonce is rejected (the snippet counts as killed, never verified) and the worker is replaced.
+
 The pool runs its own event loop on a background thread, so it serves both synchronous callers
 (`run`, `run_batch`) and coroutines on any other loop (`run_many`, `arun`).
 """
@@ -14,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import hmac
 import itertools
 import json
 import logging
 import os
+import secrets
 import sys
 import threading
 import warnings
@@ -60,6 +66,10 @@ def _close_open_pools() -> None:
 
 class WorkerLost(Exception):
     """The worker process died or stopped answering."""
+
+
+class ForgedReply(WorkerLost):
+    """A reply that is not the answer to the request in flight (wrong id or nonce)."""
 
 
 class _Worker:
@@ -109,14 +119,21 @@ class _Worker:
 
     async def execute(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         assert self.process is not None and self.process.stdin is not None
+        nonce = secrets.token_hex(16)
         try:
-            self.process.stdin.write(encode_frame(request))
+            self.process.stdin.write(encode_frame(request) + encode_frame({"nonce": nonce}))
             await self.process.stdin.drain()
-            return await asyncio.wait_for(self._read_frame(), timeout_s)
+            reply = await asyncio.wait_for(self._read_frame(), timeout_s)
         except (ConnectionError, BrokenPipeError) as exc:
             raise WorkerLost("worker exited") from exc
         except TimeoutError as exc:
             raise WorkerLost("worker stopped answering") from exc
+        except ValueError as exc:
+            raise ForgedReply(f"unreadable reply ({exc})") from exc
+        if not isinstance(reply, dict) or reply.get("id") != request["id"] or not hmac.compare_digest(
+                str(reply.get("nonce", "")).encode(), nonce.encode()):
+            raise ForgedReply("a reply without this request's id and nonce")
+        return reply
 
     async def kill(self) -> None:
         if self.process is not None and self.process.returncode is None:
@@ -285,7 +302,7 @@ class SandboxPool:
             self._workers.discard(worker)
             await worker.kill()
             await self._replace_worker()
-            status = "timeout" if "answering" in str(exc) else "killed"
+            status = "timeout" if "answering" in str(exc) and not isinstance(exc, ForgedReply) else "killed"
             return ExecResult(status=status, exit_code=None, stdout="", stderr=f"sandbox worker lost: {exc}",
                               duration_s=0.0, tests_total=len(snippet.tests),
                               failed_tests=tuple(range(len(snippet.tests))))

@@ -2,30 +2,28 @@
 
 Isolation layers, outermost first:
   * bubblewrap: new user, mount, PID, network, IPC, UTS and cgroup namespaces; a read-only view of
-    /usr and the interpreter (its prefix, the virtualenv and its site-packages, nothing else of
-    /root or the project); a size-capped tmpfs on /tmp as the only writable place; a cleared
-    environment; --die-with-parent and --new-session.
+    /usr and of the interpreter's base installation bound at the neutral path /opt/python (its own
+    site-packages hidden, nothing of /root, the virtualenv or the project); a cleared environment;
+    --die-with-parent and --new-session.
   * a pids cgroup per worker when the pool runs as root (the kernel exempts uid 0 from
     RLIMIT_NPROC, so a fork bomb would otherwise be unbounded); RLIMIT_NPROC otherwise.
-  * per snippet, inside the worker (see worker.py): a fresh PID namespace, no capabilities,
-    rlimits (address space, CPU, processes, file size, open files), a fresh scratch directory.
+  * per snippet, inside the worker (see worker.py): fresh PID, mount, UTS and IPC namespaces under a
+    non-dumpable init that holds no pool fd; private /proc, /dev and /tmp; no capabilities; rlimits.
 """
 
 from __future__ import annotations
 
 import functools
+import glob
 import json
 import logging
 import os
 import shutil
 import signal
-import site
 import subprocess
-import sys
-import sysconfig
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -34,9 +32,11 @@ from synthloom.errors import SynthloomError
 Isolation = Literal["bwrap", "none"]
 log = logging.getLogger(__name__)
 
-SANDBOX_SCRATCH = "/tmp"
-# Extra processes a worker needs besides the snippet's own: bwrap's monitor, bwrap's PID 1, the worker.
-WORKER_OVERHEAD_PROCESSES = 3
+# Where the interpreter's installation appears inside the sandbox: a name that says nothing of the host.
+SANDBOX_PYTHON_ROOT = "/opt/python"
+# Extra processes a worker needs besides the snippet's own: bwrap's monitor, bwrap's PID 1, the worker
+# and the snippet's init.
+WORKER_OVERHEAD_PROCESSES = 4
 # Host files an interpreter may want that reveal nothing about the host.
 HARMLESS_HOST_FILES = ("/etc/ld.so.cache", "/etc/localtime")
 WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
@@ -61,27 +61,55 @@ def find_bwrap() -> str:
     return path
 
 
+@dataclass(frozen=True)
+class Interpreter:
+    """A Python installation on the host, and how the sandbox sees it.
+
+    A virtualenv's interpreter is replaced by its base installation: a venv's pyvenv.cfg and its
+    editable-install .pth files name host paths (the checkout), so the sandbox gets the standard
+    library only.
+    """
+
+    prefix: str  # the base installation on the host
+    binary: str  # its real executable on the host
+    hidden: tuple[str, ...] = ()  # its own site-packages directories, covered inside the sandbox
+    binds: tuple[tuple[str, str], ...] = field(default=())  # (host, sandbox) read-only binds
+    env: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def sandbox_binary(self) -> str:
+        for host, inside in self.binds:
+            if self.binary.startswith(host + os.sep):
+                return inside + self.binary[len(host):]
+        return self.binary
+
+
+_PROBE = ("import json,os,sys,sysconfig;b=sys.base_prefix;v={'base':b,'platbase':b,'installed_base':b,"
+          "'installed_platbase':b};print(json.dumps([b,os.path.realpath(sys.executable),"
+          "sysconfig.get_path('purelib',vars=v),sysconfig.get_path('platlib',vars=v)]))")
+
+
 @functools.lru_cache(maxsize=8)
-def interpreter_paths(python: str) -> tuple[str, ...]:
-    """Directories the interpreter needs, read-only: prefixes, stdlib, site-packages, its binary's dir."""
-    if os.path.realpath(python) == os.path.realpath(sys.executable) or python == sys.executable:
-        raw = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-               *sysconfig.get_paths().values(), *site.getsitepackages()]
-    else:
-        probe = ("import json,site,sys,sysconfig;print(json.dumps([sys.prefix,sys.base_prefix,sys.exec_prefix,"
-                 "sys.base_exec_prefix,*sysconfig.get_paths().values(),*site.getsitepackages()]))")
-        try:
-            raw = json.loads(subprocess.run([python, "-I", "-c", probe], capture_output=True, text=True,
-                                            check=True, timeout=30).stdout)
-        except (OSError, subprocess.SubprocessError, ValueError) as exc:
-            raise SandboxUnavailableError(f"cannot inspect interpreter {python}: {exc}") from exc
-    raw += [os.path.dirname(python), os.path.dirname(os.path.realpath(python))]
-    candidates = sorted({os.path.realpath(p) for p in raw if p} | {os.path.abspath(p) for p in raw if p})
-    kept: list[str] = []
-    for path in candidates:  # sorted, so a parent comes before its children
-        if os.path.isdir(path) and not any(path == k or path.startswith(k + os.sep) for k in kept):
-            kept.append(path)
-    return tuple(kept)
+def interpreter_for(python: str) -> Interpreter:
+    """Probe `python` (any interpreter, a venv's included) for its base installation."""
+    try:
+        prefix, binary, *site_dirs = json.loads(subprocess.run(
+            [python, "-I", "-c", _PROBE], capture_output=True, text=True, check=True, timeout=30).stdout)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raise SandboxUnavailableError(f"cannot inspect interpreter {python}: {exc}") from exc
+    prefix = os.path.realpath(prefix)
+    if prefix == "/usr" or prefix.startswith("/usr/"):  # a system Python: /usr is bound anyway
+        return Interpreter(prefix=prefix, binary=binary)
+    if not binary.startswith(prefix + os.sep):
+        raise SandboxUnavailableError(f"interpreter {binary} lives outside its installation {prefix}")
+    hidden = sorted({SANDBOX_PYTHON_ROOT + d[len(prefix):] for d in map(os.path.realpath, site_dirs)
+                     if d.startswith(prefix + os.sep) and os.path.isdir(d)})
+    env = ()
+    if glob.glob(os.path.join(prefix, "lib", "libpython*.so*")):
+        # A shared-library build finds libpython through an RPATH that names the host prefix.
+        env = (("LD_LIBRARY_PATH", SANDBOX_PYTHON_ROOT + "/lib"),)
+    return Interpreter(prefix=prefix, binary=binary, hidden=tuple(hidden),
+                       binds=((prefix, SANDBOX_PYTHON_ROOT),), env=env)
 
 
 @functools.lru_cache(maxsize=4)
@@ -204,10 +232,12 @@ class WorkerLaunch:
 
 def bwrap_launch(python: str, max_processes: int, scratch_bytes: int) -> WorkerLaunch:
     bwrap = find_bwrap()
+    interpreter = interpreter_for(python)
     argv = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
             "--clearenv", "--hostname", "sandbox",
-            # Lets the worker give each snippet its own PID namespace; the snippet drops it (and all caps).
-            "--cap-add", "CAP_SYS_ADMIN",
+            # Let the worker give each snippet its own namespaces and mounts and switch user namespaces
+            # off below it; the snippet drops every capability.
+            "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SYS_RESOURCE",
             "--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):
@@ -216,30 +246,18 @@ def bwrap_launch(python: str, max_processes: int, scratch_bytes: int) -> WorkerL
             argv += ["--ro-bind", top, top]
     for path in HARMLESS_HOST_FILES:
         argv += ["--ro-bind-try", path, path]
-    in_scratch = SANDBOX_SCRATCH + os.sep
-    paths = [p for p in interpreter_paths(python) if p != "/usr" and not p.startswith("/usr/")]
-    for path in paths:
-        if not path.startswith(in_scratch):
-            argv += ["--ro-bind", path, path]
-    argv += ["--proc", "/proc", "--dev", "/dev"]
-    if _bwrap_supports(bwrap, "--size"):
-        argv += ["--size", str(scratch_bytes)]
-    argv += ["--tmpfs", SANDBOX_SCRATCH]
-    # An interpreter under the scratch root (e.g. a venv in /tmp/...) is bound after the tmpfs,
-    # or the tmpfs would hide it; the worker never wipes those mounts.
-    keep = []
-    for path in paths:
-        if path.startswith(in_scratch):
-            argv += ["--ro-bind", path, path]
-            keep.append(path)
-    argv += ["--remount-ro", "/", "--chdir", SANDBOX_SCRATCH]
-    for name, value in WORKER_ENV.items():
+    for host, inside in interpreter.binds:
+        argv += ["--ro-bind", host, inside]
+    for inside in interpreter.hidden:  # an empty, read-only directory over the base's site-packages
+        argv += ["--perms", "0555", "--tmpfs", inside, "--remount-ro", inside]
+    # The worker's own /proc and /dev; each snippet gets fresh ones (and a fresh /tmp) from the worker.
+    argv += ["--proc", "/proc", "--dev", "/dev", "--dir", "/tmp", "--remount-ro", "/", "--chdir", "/"]
+    env = dict(WORKER_ENV) | dict(interpreter.env)
+    for name, value in env.items():
         argv += ["--setenv", name, value]
-    argv += [python, "-I", "-c", worker_source(), "--scratch-root", SANDBOX_SCRATCH,
-             "--wipe", "/dev/shm", "--pid-namespace", "--drop-caps"]
-    for path in sorted(set(keep)):
-        argv += ["--keep", path]
-    launch = WorkerLaunch(argv=argv, env=dict(WORKER_ENV))
+    argv += [interpreter.sandbox_binary, "-I", "-c", worker_source(), "--isolate",
+             "--scratch-bytes", str(scratch_bytes)]
+    launch = WorkerLaunch(argv=argv, env=env)
     if os.geteuid() == 0:
         launch.cgroup = PidsCgroup.create(max_processes + WORKER_OVERHEAD_PROCESSES)
         # Join the cgroup before bwrap forks, so every process of the sandbox is counted.

@@ -1,12 +1,21 @@
-"""Warm sandbox worker: a long-lived interpreter that forks one clean child per snippet.
+"""Warm sandbox worker: a long-lived interpreter that forks one clean, walled-off child per snippet.
 
 The pool starts this file with ``python -I -c <this source>`` inside bubblewrap, so it must use the
-standard library only (the project tree is not mounted in the sandbox). The worker itself never
-executes user code: for each request it forks a child that enters a fresh PID namespace (so it
-cannot see or signal the worker), drops every capability, applies rlimits, moves into a fresh
-scratch directory and runs the snippet and its tests. The worker watches the child from outside
-(wall clock, output size) and wipes all writable places before the next request, so one snippet
-cannot affect the next.
+standard library only (the project tree is not mounted in the sandbox). The worker never executes
+user code and nothing user code can reach holds the pool's channel. Per request (``--isolate``):
+
+  worker ──fork──> init: PID 1 of a fresh PID namespace, non-dumpable, holding only a pipe that
+                   reports the snippet's exit status. It unshares mount, UTS and IPC namespaces and
+                   builds a private filesystem view: a fresh tmpfs on /tmp (scratch, HOME, TMPDIR),
+                   a fresh /dev (device nodes bound read-only, its own /dev/shm) and a /proc of its
+                   own PID namespace only, so /proc/1 is this init and the worker is invisible.
+         init ──fork──> snippet: PID 2, no capabilities, no_new_privs, non-dumpable, rlimits; runs
+                   the code and its tests. When it exits the init exits, and the kernel kills every
+                   process left in the namespace; its tmpfs mounts die with it, so nothing it wrote
+                   is there for the next snippet.
+
+The pool's per-request nonce is read from the wire only after the fork, so no snippet ever has it
+in memory; a reply without it is rejected by the pool (see pool.py).
 
 Wire format (worker stdin/stdout): frames of a 4-byte big-endian length and UTF-8 JSON.
 """
@@ -29,6 +38,7 @@ import tempfile
 import time
 import traceback
 import types
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 FRAME_HEADER = struct.Struct(">I")
@@ -42,9 +52,13 @@ PRELOADED_MODULES = (
     "random", "re", "statistics", "string", "sys", "textwrap", "threading", "typing", "unittest",
 )
 
+CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x2000, 0x4000, 0x40000
+PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
@@ -52,6 +66,16 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 CHILD_SETUP_FAILED = 125
 STATUS_FD = 3
+
+# The snippet's private filesystem (--isolate): everything writable lives in fresh tmpfs mounts.
+SNIPPET_TMP = "/tmp"
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+             ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx"))
+# Kernel knobs under /proc stay read-only, as bubblewrap leaves them (uid 0 without capabilities
+# could otherwise write some sysctls).
+PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus")
+SHM_BYTES = 64 << 20
 
 
 def encode_frame(message: dict[str, Any]) -> bytes:
@@ -70,6 +94,7 @@ def _read_exact(fd: int, size: int) -> bytes | None:
 
 
 def read_frame(fd: int) -> dict[str, Any] | None:
+    """One frame, read with exact sizes: bytes after it stay in the pipe, not in our memory."""
     header = _read_exact(fd, FRAME_HEADER.size)
     if header is None:
         return None
@@ -96,12 +121,27 @@ class _CapData(ctypes.Structure):
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 
 
 def _check(result: int, what: str) -> None:
     if result != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _c_string(value: str | None) -> bytes | None:
+    return None if value is None else value.encode()
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    _check(_libc.mount(_c_string(source), target.encode(), _c_string(fstype), flags, _c_string(data)),
+           f"mount {target}")
+
+
+def _bind_read_only(path: str) -> None:
+    _mount(path, path, None, MS_BIND | MS_REC)
+    _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
 class PidNamespaces:
@@ -119,6 +159,44 @@ class PidNamespaces:
         _check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
 
 
+def build_private_filesystem(scratch_bytes: int) -> None:
+    """Run by the snippet's init (PID 1 of its namespace): a mount namespace of its own with fresh
+    /tmp and /dev and a /proc that shows this PID namespace only."""
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC), "unshare(mount, UTS, IPC)")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here propagates back to the worker
+    _mount("tmpfs", SNIPPET_TMP, "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_bytes},mode=1777")
+    # Build the new /dev aside (the old one still holds the device nodes to bind), then move it in.
+    staging = os.path.join(SNIPPET_TMP, ".dev")
+    os.mkdir(staging)
+    _mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
+    for name in DEV_NODES:
+        if os.path.exists(f"/dev/{name}"):
+            os.close(os.open(f"{staging}/{name}", os.O_CREAT | os.O_WRONLY, 0o666))
+            _mount(f"/dev/{name}", f"{staging}/{name}", None, MS_BIND)
+    for name, target in DEV_LINKS:
+        os.symlink(target, f"{staging}/{name}")
+    for name in ("shm", "pts"):
+        os.mkdir(f"{staging}/{name}")
+    _mount("tmpfs", f"{staging}/shm", "tmpfs", MS_NOSUID | MS_NODEV,
+           f"size={min(scratch_bytes, SHM_BYTES)},mode=1777")
+    try:  # a private pty instance (optional: some kernels refuse devpts in a user namespace)
+        _mount("devpts", f"{staging}/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
+    except OSError:
+        pass
+    _mount(staging, "/dev", None, MS_MOVE)
+    os.rmdir(staging)
+    # /dev itself read-only: a snippet can use the nodes and /dev/shm but leave no file beside them.
+    _mount(None, "/dev", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    # No user namespaces below ours (the limit covers every descendant namespace): a snippet cannot
+    # regain capabilities in one, which keeps the kernel surface it can reach small.
+    with open("/proc/sys/user/max_user_namespaces", "w", encoding="ascii") as handle:
+        handle.write("0")
+    for name in PROC_READ_ONLY:
+        if os.path.exists(f"/proc/{name}"):
+            _bind_read_only(f"/proc/{name}")
+
+
 def drop_all_privileges() -> None:
     """Empty the bounding, ambient, effective, permitted and inheritable capability sets for good."""
     _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
@@ -131,6 +209,19 @@ def drop_all_privileges() -> None:
     data = (_CapData * 2)()
     _check(_libc.capset(ctypes.byref(header), data), "capset")
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def make_non_dumpable() -> None:
+    # Non-dumpable: /proc/<pid>/{fd,mem,environ,...} and ptrace need CAP_SYS_PTRACE, which no snippet has.
+    _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
+
+
+def _close_fds_except(keep: set[int]) -> None:
+    low = 0
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
 
 class _TestTimeout(BaseException):
@@ -150,7 +241,41 @@ def _exit_code_of(exc: SystemExit) -> int:
     return 1
 
 
-def _child_setup(request: dict[str, Any], scratch: str, fds: dict[str, int], drop_caps: bool) -> None:
+def _init_main(request: dict[str, Any], fds: dict[str, int], report_key: str, isolate: bool,
+               scratch_root: str, scratch_bytes: int) -> NoReturn:
+    """The snippet's init: set up its world, fork it, reap, report its wait status, exit.
+
+    Holds no pool fd (only the exit pipe, after the fork) and is non-dumpable, so a snippet can
+    neither open its fds through /proc nor read its memory; as PID 1 it ignores the snippet's signals.
+    """
+    make_non_dumpable()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _close_fds_except(set(fds.values()))
+    if isolate:
+        build_private_filesystem(scratch_bytes)
+        scratch_root = SNIPPET_TMP
+    scratch = tempfile.mkdtemp(prefix="run-", dir=scratch_root)
+    os.chmod(scratch, 0o700)
+    snippet = os.fork()
+    if snippet == 0:
+        os.close(fds["exit"])
+        try:
+            _child_setup(request, scratch, fds, isolate)
+        except BaseException as exc:
+            os.write(fds["stderr"], f"sandbox child setup failed: {exc}\n".encode())
+            os._exit(CHILD_SETUP_FAILED)
+        _run_snippet(request, report_key)
+    for name in ("stdout", "stderr", "status"):
+        os.close(fds[name])
+    write_all(fds["exit"], f"{snippet}\n".encode())
+    while True:  # as PID 1 we also reap the snippet's orphans
+        pid, wait_status = os.wait()
+        if pid == snippet:
+            write_all(fds["exit"], f"{wait_status}\n".encode())
+            os._exit(0)
+
+
+def _child_setup(request: dict[str, Any], scratch: str, fds: dict[str, int], isolate: bool) -> None:
     limits = request["limits"]
     os.setsid()
     stdin_text = request.get("stdin", "")
@@ -166,22 +291,20 @@ def _child_setup(request: dict[str, Any], scratch: str, fds: dict[str, int], dro
     os.dup2(fds["stdout"], 1)
     os.dup2(fds["stderr"], 2)
     os.dup2(fds["status"], STATUS_FD)
-    os.closerange(STATUS_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])  # incl. the wire to the pool
-    if drop_caps:
-        # Private hostname and SysV IPC: what a snippet sets or leaves there dies with it.
-        _check(_libc.unshare(CLONE_NEWUTS | CLONE_NEWIPC), "unshare(CLONE_NEWUTS | CLONE_NEWIPC)")
+    os.closerange(STATUS_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    if isolate:
         drop_all_privileges()
+        make_non_dumpable()
     os.chdir(scratch)
+    # The worker's environment is already scrubbed (bubblewrap --clearenv, or the pool's own env).
+    environment = {k: v for k, v in os.environ.items() if k not in ("HOME", "TMPDIR", "PWD")}
     os.environ.clear()
-    os.environ.update({
-        "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": scratch, "TMPDIR": scratch, "LANG": "C.UTF-8",
-        "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    })
+    os.environ.update(environment | {"HOME": scratch, "TMPDIR": scratch})
     tempfile.tempdir = scratch
     rlimits = [
         (resource.RLIMIT_AS, limits["memory_bytes"]),
-        (resource.RLIMIT_CPU, limits["cpu_s"]),
+        # SIGXCPU at the limit names the cause; the hard limit a second later catches code ignoring it.
+        (resource.RLIMIT_CPU, (limits["cpu_s"], limits["cpu_s"] + 1)),
         (resource.RLIMIT_FSIZE, limits["max_file_bytes"]),
         (resource.RLIMIT_NOFILE, limits["max_open_files"]),
         (resource.RLIMIT_CORE, 0),
@@ -189,7 +312,7 @@ def _child_setup(request: dict[str, Any], scratch: str, fds: dict[str, int], dro
     if limits.get("nproc_rlimit") is not None:
         rlimits.append((resource.RLIMIT_NPROC, limits["nproc_rlimit"]))
     for name, value in rlimits:
-        resource.setrlimit(name, (value, value))
+        resource.setrlimit(name, value if isinstance(value, tuple) else (value, value))
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGALRM, _on_alarm)
     sys.stdin = open(0, encoding="utf-8", closefd=False)
@@ -199,13 +322,13 @@ def _child_setup(request: dict[str, Any], scratch: str, fds: dict[str, int], dro
     sys.path.insert(0, "")  # like `python -c`: the working directory (the scratch dir) is importable
 
 
-def _run_snippet(request: dict[str, Any], nonce: str) -> NoReturn:
+def _run_snippet(request: dict[str, Any], report_key: str) -> NoReturn:
     """Run the code, then each test in the same namespace; report counts on the status fd and exit."""
     tests: list[str] = request.get("tests", [])
     test_timeout = request["limits"].get("test_timeout_s")
     main = types.ModuleType("__main__")
     sys.modules["__main__"] = main
-    report: dict[str, Any] = {"nonce": nonce, "memory": False, "passed": 0, "failed": []}
+    report: dict[str, Any] = {"key": report_key, "memory": False, "passed": 0, "failed": []}
     exit_code = 0
     try:
         exec(compile(request["code"], "<snippet>", "exec"), main.__dict__)
@@ -256,43 +379,40 @@ def _run_snippet(request: dict[str, Any], nonce: str) -> NoReturn:
 
 
 class Worker:
-    def __init__(self, scratch_root: str, wipe_dirs: list[str], pid_namespace: bool, drop_caps: bool,
-                 keep: list[str] | None = None) -> None:
-        self.scratch_root = scratch_root
-        self.wipe_dirs = [scratch_root, *wipe_dirs]
-        # read-only interpreter mounts that live under the scratch root (a venv in /tmp/...)
-        self.keep = {os.path.normpath(k) for k in keep or []}
-        self.pid_namespaces = PidNamespaces() if pid_namespace else None
-        self.drop_caps = drop_caps
+    def __init__(self, isolate: bool, scratch_root: str, scratch_bytes: int) -> None:
+        self.isolate = isolate
+        self.scratch_root = scratch_root  # host-side scratch (no --isolate), wiped after each snippet
+        self.scratch_bytes = scratch_bytes
+        self.pid_namespaces = PidNamespaces() if isolate else None
 
-    def run(self, request: dict[str, Any]) -> dict[str, Any]:
+    def run(self, request: dict[str, Any], read_nonce: Callable[[], None]) -> dict[str, Any]:
+        """Run one request; `read_nonce` takes the pool's nonce off the wire once the child is forked."""
         limits = request["limits"]
-        scratch = tempfile.mkdtemp(prefix="run-", dir=self.scratch_root)
-        nonce = secrets.token_hex(16)
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        status_r, status_w = os.pipe()
+        report_key = secrets.token_hex(16)
+        pipes = {name: os.pipe() for name in ("stdout", "stderr", "status", "exit")}
+        child_ends = {name: w for name, (_, w) in pipes.items()}
         if self.pid_namespaces is not None:
             self.pid_namespaces.fresh_for_next_fork()
         started = time.monotonic()
         pid = os.fork()
         if pid == 0:
             try:
-                _child_setup(request, scratch, {"stdout": out_w, "stderr": err_w, "status": status_w}, self.drop_caps)
+                _init_main(request, child_ends, report_key, self.isolate, self.scratch_root, self.scratch_bytes)
             except BaseException as exc:
-                os.write(err_w, f"sandbox child setup failed: {exc}\n".encode())
-                os._exit(CHILD_SETUP_FAILED)
-            _run_snippet(request, nonce)
-        for fd in (out_w, err_w, status_w):
+                os.write(child_ends["stderr"], f"sandbox child setup failed: {exc}\n".encode())
+            os._exit(CHILD_SETUP_FAILED)
+        for fd in child_ends.values():
             os.close(fd)
         try:
-            outcome = self._watch(pid, started, limits, {out_r: "stdout", err_r: "stderr", status_r: "status"})
+            read_nonce()
+            outcome = self._watch(pid, started, limits, {r: name for name, (r, _) in pipes.items()})
         finally:
-            for fd in (out_r, err_r, status_r):
-                os.close(fd)
-            self._wipe()
+            for read_end, _ in pipes.values():
+                os.close(read_end)
+            if not self.isolate:
+                self._wipe(self.scratch_root)
         outcome["duration_s"] = time.monotonic() - started
-        return self._classify(outcome, request, nonce)
+        return self._classify(outcome, request, report_key)
 
     def _watch(self, pid: int, started: float, limits: dict[str, Any], streams: dict[int, str]) -> dict[str, Any]:
         cap = int(limits["max_output_bytes"])
@@ -328,47 +448,40 @@ class Worker:
                         open_streams.discard(fd)
                         continue
                     name = streams[fd]
-                    room = (cap if name != "status" else 1 << 16) - len(buffers[name])
+                    limited = name in ("stdout", "stderr")
+                    room = (cap if limited else 1 << 16) - len(buffers[name])
                     buffers[name] += chunk[:max(room, 0)]
-                    if len(chunk) > room and name != "status":
+                    if len(chunk) > room and limited:
                         over_output = True
                 if over_output:
                     break
         finally:
             selector.close()
             os.close(pidfd)
-        self._kill_tree(pid)
+        self._kill_tree(pid, _snippet_pid(buffers["exit"]))
         _, wait_status, usage = os.wait4(pid, 0)
         return {
-            "buffers": buffers, "timed_out": timed_out, "over_output": over_output, "wait_status": wait_status,
-            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "buffers": buffers, "timed_out": timed_out, "over_output": over_output,
+            "wait_status": _snippet_wait_status(buffers["exit"], wait_status),
+            "cpu_s": usage.ru_utime + usage.ru_stime,  # the init's, which includes what it reaped
         }
 
-    def _kill_tree(self, pid: int) -> None:
-        # With a PID namespace, killing its init kills every process the snippet started.
-        for kill in (os.kill, os.killpg):
+    def _kill_tree(self, init_pid: int, snippet_pid: int | None) -> None:
+        # With --isolate, killing the init kills every process of its PID namespace; without it the
+        # snippet's session (it called setsid) is the best handle there is.
+        targets = [(os.kill, init_pid)]
+        if not self.isolate and snippet_pid is not None:
+            targets.append((os.killpg, snippet_pid))
+        for kill, target in targets:
             try:
-                kill(pid, signal.SIGKILL)
+                kill(target, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
 
-    def _wipe(self) -> None:
-        for directory in self.wipe_dirs:
-            self._wipe_dir(directory)
-
-    def _wipe_dir(self, directory: str) -> None:
-        """Delete everything in `directory` except read-only interpreter mounts (and the path to them)."""
-        try:
-            entries = os.listdir(directory)
-        except OSError:
-            return
-        for name in entries:
+    def _wipe(self, directory: str) -> None:
+        for name in os.listdir(directory):
             path = os.path.join(directory, name)
-            if path in self.keep:
-                continue
-            if any(k.startswith(path + os.sep) for k in self.keep):
-                self._wipe_dir(path)  # a parent of a mount: clear its other contents
-            elif os.path.isdir(path) and not os.path.islink(path):
+            if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 try:
@@ -377,10 +490,10 @@ class Worker:
                     pass
 
     @staticmethod
-    def _classify(outcome: dict[str, Any], request: dict[str, Any], nonce: str) -> dict[str, Any]:
+    def _classify(outcome: dict[str, Any], request: dict[str, Any], report_key: str) -> dict[str, Any]:
         buffers = outcome["buffers"]
         total_tests = len(request.get("tests", []))
-        report = _parse_report(bytes(buffers["status"]), nonce)
+        report = _parse_report(bytes(buffers["status"]), report_key)
         wait_status = outcome["wait_status"]
         signum = os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else None
         exit_code = -signum if signum is not None else os.WEXITSTATUS(wait_status)
@@ -411,25 +524,69 @@ class Worker:
         }
 
 
-def _parse_report(raw: bytes, nonce: str) -> dict[str, Any] | None:
-    """The child's last status line, if it carries this run's nonce (anything else is ignored)."""
+def _exit_pipe_lines(raw: bytearray) -> list[int]:
+    try:
+        return [int(line) for line in raw.decode().split()]
+    except ValueError:
+        return []
+
+
+def _snippet_pid(raw: bytearray) -> int | None:
+    lines = _exit_pipe_lines(raw)
+    return lines[0] if lines else None
+
+
+def _snippet_wait_status(raw: bytearray, init_status: int) -> int:
+    """The snippet's wait status as its init reported it; the init's own if it never got that far."""
+    lines = _exit_pipe_lines(raw)
+    return lines[1] if len(lines) >= 2 else init_status
+
+
+def _parse_report(raw: bytes, report_key: str) -> dict[str, Any] | None:
+    """The child's last status line, if it carries this run's key (anything else is ignored)."""
     for line in reversed(raw.splitlines()):
         try:
             report = json.loads(line)
         except ValueError:
             continue
-        if isinstance(report, dict) and report.get("nonce") == nonce:
+        if isinstance(report, dict) and report.get("key") == report_key:
             return report
     return None
 
 
+def serve(worker: Worker, wire_in: int, wire_out: int) -> None:
+    """Answer request frames until the pool closes the wire. Each request frame is followed by a
+    nonce frame; the reply carries the request's id and that nonce."""
+    while True:
+        request = read_frame(wire_in)
+        if request is None:
+            return
+        nonce: list[Any] = []
+
+        def read_nonce() -> None:
+            if not nonce:
+                frame = read_frame(wire_in)
+                nonce.append(frame.get("nonce") if frame else None)
+
+        try:
+            reply = worker.run(request, read_nonce)
+        except Exception as exc:  # a sandbox fault, not the snippet's: report it, keep serving
+            reply = {"status": "killed", "exit_code": None, "stdout": "", "stderr": f"sandbox worker error: {exc}",
+                     "duration_s": 0.0, "tests_total": len(request.get("tests", []))}
+        read_nonce()  # keep the wire in step even when the run failed before reading it
+        if nonce[0] is None:
+            return  # the pool went away mid-request
+        reply["id"] = request.get("id")
+        reply["nonce"] = nonce[0]
+        write_all(wire_out, encode_frame(reply))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="synthloom-sandbox-worker")
-    parser.add_argument("--scratch-root", required=True)
-    parser.add_argument("--wipe", action="append", default=[])
-    parser.add_argument("--pid-namespace", action="store_true")
-    parser.add_argument("--drop-caps", action="store_true")
-    parser.add_argument("--keep", action="append", default=[])
+    parser.add_argument("--isolate", action="store_true",
+                        help="per snippet: PID, mount, UTS, IPC namespaces, private /proc /dev /tmp, no caps")
+    parser.add_argument("--scratch-root", default=SNIPPET_TMP)
+    parser.add_argument("--scratch-bytes", type=int, default=256 << 20)
     args = parser.parse_args(argv)
     for name in PRELOADED_MODULES:
         __import__(name)
@@ -439,21 +596,11 @@ def main(argv: list[str] | None = None) -> None:
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     os.close(devnull)
-    worker = Worker(args.scratch_root, args.wipe, args.pid_namespace, args.drop_caps, args.keep)
+    worker = Worker(args.isolate, args.scratch_root, args.scratch_bytes)
     if worker.pid_namespaces is not None:
         worker.pid_namespaces.fresh_for_next_fork()  # fail at start-up, not on the first snippet
     write_all(wire_out, encode_frame({"ready": True, "pid": os.getpid()}))
-    while True:
-        request = read_frame(wire_in)
-        if request is None:
-            return
-        try:
-            reply = worker.run(request)
-        except Exception as exc:  # a sandbox fault, not the snippet's: report it, keep serving
-            reply = {"status": "killed", "exit_code": None, "stdout": "", "stderr": f"sandbox worker error: {exc}",
-                     "duration_s": 0.0, "tests_total": len(request.get("tests", []))}
-        reply["id"] = request.get("id")
-        write_all(wire_out, encode_frame(reply))
+    serve(worker, wire_in, wire_out)
 
 
 if __name__ == "__main__":
