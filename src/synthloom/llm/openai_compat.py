@@ -281,7 +281,8 @@ class OpenAIModel:
             try:
                 return await self._complete_plain(native)
             except ServerRejectedError as e:
-                if self.supports_json_schema is not None or not _SCHEMA_HINTS.search(e.server_message):
+                # (a concurrent request may have learned the answer meanwhile: only a known-good server raises)
+                if self.supports_json_schema is True or not _SCHEMA_HINTS.search(e.server_message):
                     raise
                 self._learn("supports_json_schema", False, e.server_message)
         return await self._complete_plain(as_lone_label_request(request))
