@@ -10,10 +10,10 @@ from synthloom.eval.judge import (
     PairwiseConfig,
     judge_pairwise,
     judge_rubric,
-    parse_label,
-    parse_rating,
+    rubric_score,
     swap_for,
 )
+from synthloom.llm.base import ChatResponse, Choice
 from synthloom.llm.scripted import ScriptedModel
 
 ITEMS = [{"instruction": f"Name a colour number {i}.", "output_1": "Blue.", "output_2": f"Red is a warm colour ({i})."}
@@ -31,7 +31,7 @@ def test_text_label_maps_back_through_the_swap():
     # The judge always answers "A": the model wins exactly when its output was shown first.
     annotations = asyncio.run(judge_pairwise(ScriptedModel(["A"]), ITEMS, PairwiseConfig(top_logprobs=0)))
     for a in annotations:
-        assert a["preference_source"] == "text"
+        assert a["preference_source"] in ("label", "logprobs@label")
         assert a["p_model"] == (1.0 if a["swapped"] else 0.0)
         assert a["shown_first"] == ("output_2" if a["swapped"] else "output_1")
         assert a["preference"] == 1 + a["p_model"]
@@ -39,16 +39,28 @@ def test_text_label_maps_back_through_the_swap():
 
 def test_unparseable_judgment_is_kept_with_a_reason():
     [a] = asyncio.run(judge_pairwise(ScriptedModel(["I cannot decide."]), ITEMS[:1], PairwiseConfig(top_logprobs=0)))
-    assert a["preference"] is None and a["reject_reason"] == "unparseable_judgment"
+    assert a["preference"] is None and a["reject_reason"] == "judge_unknown"
 
 
-def test_label_and_rating_parsers():
-    assert parse_label("Answer B is better", ("A", "B")) == 1
-    assert parse_label("BA", ("A", "B")) is None
-    assert parse_label("m", ("m", "M")) == 0
-    assert parse_rating("Rating: [[8]]") == 8
-    assert parse_rating("I give it a score of 11 then 7") == 7
-    assert parse_rating("none") is None
+@pytest.mark.parametrize("reply", ["A: When you", "Answer B is better", "A or B", "The first one", "BA", "",
+                                   "Which answer is better? Reply with only the letter A or B."])
+def test_a_judge_reply_that_is_not_a_lone_label_is_unknown_never_a_vote(reply):
+    [a] = asyncio.run(judge_pairwise(ScriptedModel([reply]), ITEMS[:1], PairwiseConfig(top_logprobs=0)))
+    assert a["preference"] is None and a["reject_reason"] == "judge_unknown"
+
+
+def test_labels_that_differ_only_by_case_need_an_exact_match():
+    [a] = asyncio.run(judge_pairwise(ScriptedModel(["m"]), ITEMS[:1], PairwiseConfig(labels=("m", "M"), top_logprobs=0)))
+    assert a["p_model"] == (1.0 if a["swapped"] else 0.0)
+
+
+def test_rubric_reads_a_lone_rating_only():
+    def score(text):
+        return rubric_score(ChatResponse([Choice(text)]))
+
+    assert score("8") == 8 and score(" 10 ") == 10 and score("[[7]]") == 7
+    for text in ("Rating: [[8]]", "I give it a score of 11 then 7", "11", "0", "none", "7/10", ""):
+        assert score(text) is None
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +82,9 @@ def test_pairwise_judge_with_logprobs_on_embedded_model(embedded):
     assert judged, [a["judge_raw"] for a in annotations]
     for a in judged:
         assert 0.0 <= a["p_model"] <= 1.0 and 1.0 <= a["preference"] <= 2.0
-    soft = [a for a in judged if a["preference_source"] == "logprobs"]
+    # every answer of the constrained judge is a label, read at the label position
+    assert len(judged) == len(items) and all(a["preference_source"] == "logprobs@label" for a in judged)
+    soft = [a for a in judged if a["preference_source"] == "logprobs@label"]
     assert soft, "the embedded model returns top_logprobs: preferences should come from them"
     # determinism: the same seed gives the same order and labels; the probabilities themselves can
     # move by ~1e-2 when requests share a llama.cpp batch differently (see docs/embedded.md)
@@ -85,4 +99,4 @@ def test_pairwise_judge_with_logprobs_on_embedded_model(embedded):
 def test_rubric_on_embedded_model(embedded):
     graded = asyncio.run(judge_rubric(embedded, [{"instruction": "What is 2+2?", "output": "4"}]))
     g = graded[0]
-    assert (g["score"] is None and g["reject_reason"] == "unparseable_rating") or 1 <= g["score"] <= 10
+    assert g["reject_reason"] is None and 1 <= g["score"] <= 10 and g["judge_raw"] == str(g["score"])

@@ -35,12 +35,15 @@ def test_pairwise_step_maps_labels_back_through_the_recorded_swap(tmp_path: Path
     assert {r["swapped"] for r in res.rows} == {True, False}  # order randomised per instruction...
     assert all(r["preference"] == 2.0 for r in res.rows)  # ...and mapped back: the model output always wins
     funnel = {s["step"]: s for s in res.stats["funnel"]}
-    assert funnel["judge"]["rejected"] == {"unparseable_judgment": 1}
+    assert funnel["judge"]["rejected"] == {"judge_unknown": 1}
+    meta = res.rows[0]["_meta"]  # judged rows say who judged, with which prompt, at what cost
+    assert meta["model"] == "scripted" and meta["prompt_sha"] and meta["usage"]["prompt_tokens"] > 0
     assert res.stats["usage"]["scripted"]["requests"] == 6
 
 
 def test_rubric_step_scores_and_rejects_unparseable_ratings(tmp_path: Path):
-    replies = {f"Task {i}": (f"Rating: {i + 3}" if i < 4 else "no idea") for i in range(6)}
+    # a lone integer is a rating; prose around it ("Rating: 7") or no number is unknown, never guessed
+    replies = {f"Task {i}": (f"{i + 3}" if i < 4 else "Rating: 7" if i == 4 else "no idea") for i in range(6)}
 
     def judge(req):
         prompt = req.messages[-1]["content"]
@@ -49,5 +52,5 @@ def test_rubric_step_scores_and_rejects_unparseable_ratings(tmp_path: Path):
     res = run(Pipeline("rb", [JudgeRubric(name="grade")], source=Source(rows=ROWS)), ScriptedModel(judge),
               tmp_path / "rb")
     assert sorted(r["score"] for r in res.rows) == [3, 4, 5, 6]
-    assert {s["step"]: s for s in res.stats["funnel"]}["grade"]["rejected"] == {"unparseable_rating": 2}
-    assert all(r["_meta"]["raw"]["grade"].startswith("Rating") for r in res.rows)
+    assert {s["step"]: s for s in res.stats["funnel"]}["grade"]["rejected"] == {"judge_unknown": 2}
+    assert all(r["_meta"]["raw"]["grade"] == str(r["score"]) for r in res.rows)

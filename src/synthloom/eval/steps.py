@@ -19,14 +19,20 @@ from synthloom.eval.judge import (
     RubricConfig,
     pairwise_request,
     pairwise_verdict,
-    parse_rating,
     rubric_request,
+    rubric_score,
 )
 from synthloom.eval.search import LocalSearch
 from synthloom.llm.base import InvalidRequestError, Usage
 from synthloom.pipeline.calls import CallLog, ask
 from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
 from synthloom.records import Row
+
+
+def template_sha(name: str) -> str:
+    from synthloom.eval.calls import template
+
+    return template(name).sha
 
 
 def _record(ctx: StepContext, identity: str, usage: Usage, cached: bool = False) -> None:
@@ -62,16 +68,17 @@ class JudgePairwise(Step):
     async def _one(self, row: Row, cfg: PairwiseConfig, ctx: StepContext) -> Any:
         item = {"instruction": row[self.instruction], "output_1": row[self.baseline], "output_2": row[self.output]}
         request, swapped = pairwise_request(item, cfg)
+        log = CallLog()
         try:
-            response = await ask(ctx, self.model, request, CallLog(), self.name)
+            response = await ask(ctx, self.model, request, log, self.name)
         except InvalidRequestError as e:
             return Rejected("invalid_request", row, str(e))
         verdict = pairwise_verdict(response, swapped, cfg.labels)
         if verdict["preference"] is None:
-            return Rejected("unparseable_judgment", row, repr(response.text[:200]))
+            return Rejected("judge_unknown", row, repr(response.text[:200]))
         return ctx.derive(row, {"swapped": swapped, "p_model": verdict["p_model"], "preference": verdict["preference"],
                                 "preference_source": verdict["preference_source"]},
-                          raw={self.name: response.text}, seed=request.seed)
+                          **log.meta(template_sha(cfg.template), {"temperature": 0.0, "labels": list(cfg.labels)}))
 
 
 @register_step("judge_rubric")
@@ -98,14 +105,15 @@ class JudgeRubric(Step):
 
         async def one(row: Row) -> Any:
             request = rubric_request({"instruction": row[self.instruction], "output": row[self.output]}, cfg)
+            log = CallLog()
             try:
-                response = await ask(ctx, self.model, request, CallLog(), self.name)
+                response = await ask(ctx, self.model, request, log, self.name)
             except InvalidRequestError as e:
                 return Rejected("invalid_request", row, str(e))
-            score = parse_rating(response.text)
+            score = rubric_score(response)
             if score is None:
-                return Rejected("unparseable_rating", row, repr(response.text[:200]))
-            return ctx.derive(row, {self.score: score}, raw={self.name: response.text}, seed=request.seed)
+                return Rejected("judge_unknown", row, repr(response.text[:200]))
+            return ctx.derive(row, {self.score: score}, **log.meta(template_sha(cfg.template), {"temperature": 0.0}))
 
         return list(await asyncio.gather(*(one(r) for r in rows)))
 

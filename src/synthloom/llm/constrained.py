@@ -67,8 +67,11 @@ def strict_label(text: str, labels: list[str] | tuple[str, ...]) -> str | None:
         return value if isinstance(value, str) and value in labels else None
     m = _WRAP.match(body)
     core = m.group(1).strip() if m else body
-    by_lower = {label.strip().lower(): label for label in labels}
-    return by_lower.get(core.lower())
+    exact = [label for label in labels if label.strip() == core]
+    if exact:
+        return exact[0]
+    folded = [label for label in labels if label.strip().lower() == core.lower()]
+    return folded[0] if len(folded) == 1 else None  # "m" vs "M" labels: only an exact match decides
 
 
 @dataclass
