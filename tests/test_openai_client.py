@@ -12,9 +12,10 @@ import time
 import pytest
 
 from synthloom.errors import ConfigError
-from synthloom.llm.base import ChatRequest, ModelError, chat_settled
+from synthloom.llm.base import ChatRequest, InvalidRequestError, ModelError, chat_settled
 from synthloom.llm.openai_compat import (
     AuthenticationError,
+    EndpointError,
     EndpointUnreachableError,
     OpenAIModel,
     ServerRejectedError,
@@ -22,6 +23,7 @@ from synthloom.llm.openai_compat import (
 )
 from synthloom.llm.structured import parse_json_output
 from tests.fakes import FakeOpenAIServer, fingerprint, free_port
+from tests.status_server import always
 
 FAST = {"api_key_env": None, "backoff_base": 0.01, "backoff_max": 0.05}
 
@@ -79,13 +81,62 @@ async def test_retry_after_header_is_honoured():
 async def test_client_errors_are_not_retried(status):
     with FakeOpenAIServer() as srv:
         model = OpenAIModel([srv.url], "m", **FAST)
-        with pytest.raises(ServerRejectedError) as info:
+        # a 400 is about this request (the row is rejected); a 404 about the endpoint (the run ends)
+        expected = EndpointError if status == 404 else ServerRejectedError
+        with pytest.raises(expected) as info:
             await model.chat([req(f"fault:{status}")])
         await model.aclose()
     assert srv.received == 1
     assert f"HTTP {status}" in str(info.value) and "\n" not in str(info.value)
+    assert not isinstance(info.value, InvalidRequestError) if status == 404 else True
     if status == 404:
-        assert "/v1" in str(info.value)  # hints at the base URL
+        assert "/v1" in str(info.value) and info.value.exit_code == 1  # hints at the base URL
+
+
+@pytest.mark.parametrize("message, endpoint", [
+    ("The model `llama-9` does not exist.", True),
+    ("model 'x' not found, try pulling it first", True),
+    ("Invalid model: gpt-5-turbo", True),
+    ("error code model_not_found", True),
+    ("response_format json_schema is not supported by this model", False),
+    ("This model's maximum context length is 4096 tokens, you requested 9000", False),
+    ("'n' > 1 is not supported", False),
+])
+async def test_a_400_naming_an_unknown_model_is_an_endpoint_error(message, endpoint):
+    with always(400, message) as srv:
+        model = OpenAIModel([srv.url], "m", **FAST)
+        with pytest.raises(ModelError) as info:
+            await model.chat([req("hello")])
+        await model.aclose()
+    assert isinstance(info.value, EndpointError) is endpoint, message
+    assert isinstance(info.value, ServerRejectedError) is not endpoint
+    assert model.stats.rejected == 1 and model.stats.statuses == {"400": 1}
+
+
+async def test_after_an_endpoint_error_nothing_more_is_sent():
+    with always(404, "no such route") as srv:
+        model = OpenAIModel([srv.url], "m", max_concurrency=4, min_concurrency=1, **FAST)
+        results = await chat_settled(model, [req(f"q{i}") for i in range(40)])
+        await model.aclose()
+    assert all(isinstance(r, EndpointError) and "HTTP 404" in str(r) for r in results)
+    assert srv.received <= 4  # the first window; the other 36 failed without a send
+    with always(400, "bad parameter") as srv:  # a per-request rejection does not stop the others
+        model = OpenAIModel([srv.url], "m", max_concurrency=4, **FAST)
+        results = await chat_settled(model, [req(f"q{i}") for i in range(10)])
+        await model.aclose()
+    assert srv.received == 10 and all(isinstance(r, ServerRejectedError) for r in results)
+
+
+async def test_retries_and_time_lost_are_counted_by_status():
+    with FakeOpenAIServer() as srv:
+        model = OpenAIModel([srv.url], "m", **FAST)
+        await model.chat([req("fault:429@0.2,500,malformed,ok"), req("plain")])
+        await model.aclose()
+    s = model.stats
+    assert s.retries == 3 and s.attempts == 5
+    assert s.statuses == {"429": 1, "500": 1, "malformed": 1}
+    assert s.time_lost_s >= 0.2  # the Retry-After wait is time lost
+    assert s.to_dict()["statuses"] == {"429": 1, "500": 1, "malformed": 1}
 
 
 async def test_aimd_reduces_concurrency_under_429s():
@@ -173,7 +224,7 @@ async def test_401_names_the_env_var_and_never_shows_the_key(monkeypatch, caplog
     assert "SYNTHLOOM_TEST_KEY" in message and "\n" not in message
     assert secret not in message and secret not in repr(model)  # ...but shown nowhere
     assert secret not in caplog.text
-    assert info.value.exit_code == 2
+    assert info.value.exit_code == 1  # a run error: nothing was wrong with the rows
 
 
 async def test_api_key_is_sent_and_accepted(monkeypatch):

@@ -13,6 +13,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from synthloom.errors import BadInputError, SynthloomError
 
@@ -22,8 +23,13 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def print_error(message: str, label: str = "error:") -> None:
+    """One line on stderr. A Text, not markup: "[c1]" stays and "openai:x:" never becomes an emoji."""
+    err_console.print(Text.assemble((label, "bold red"), " ", message), highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int) -> None:
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    print_error(message)
     raise typer.Exit(code)
 
 
@@ -37,6 +43,30 @@ def parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
             out[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
             out[key.strip()] = value
+    return out
+
+
+def split_list_options(recipe: str, options: dict[str, Any]) -> dict[str, Any]:
+    """`-o streams=ansaug,fobar`: a plain string given to a list option of a built-in recipe is a
+    comma-separated list (JSON such as ["ansaug"] still works)."""
+    import types
+    import typing
+
+    from synthloom.recipes.registry import BUILTIN_RECIPES, recipe_info
+
+    if recipe not in BUILTIN_RECIPES:
+        return options
+    def is_list(annotation: Any) -> bool:  # list[...], or Optional[list[...]]
+        kinds = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) \
+            else (annotation,)
+        return any(typing.get_origin(k) in (list, tuple, set) or k in (list, tuple, set) for k in kinds)
+
+    fields = recipe_info(recipe).module.Options.model_fields
+    out = dict(options)
+    for key, value in options.items():
+        field = fields.get(key)
+        if field is not None and isinstance(value, str) and is_list(field.annotation):
+            out[key] = [part.strip() for part in value.split(",") if part.strip()]
     return out
 
 
@@ -89,7 +119,7 @@ def run(
         raise BadInputError(f"--format must be jsonl, parquet or both, not {format!r}")
     if input is not None and not input.exists():
         raise BadInputError(f"input file {input} does not exist")
-    pipeline = load_recipe(recipe, parse_pairs(option, "--option"))
+    pipeline = load_recipe(recipe, split_list_options(recipe, parse_pairs(option, "--option")))
     if out is not None and not resume and (out / "run.json").exists() and not overwrite:
         raise BadInputError(f"{out} already holds a run; drop --no-resume to continue it or pass --overwrite")
     opts = RunOptions(out=out, seed=seed, formats=formats, overwrite=overwrite or not resume,
@@ -277,12 +307,16 @@ def review_export(run_dir: Path = typer.Argument(..., help="a reviewed run direc
 @app.command()
 def serve(model: str = typer.Option("embedded", help="model spec to serve"),
           host: str = typer.Option("127.0.0.1", help="bind address (loopback by default)"),
-          port: int = typer.Option(8000, help="port")) -> None:
+          port: int = typer.Option(8000, help="port"),
+          max_body_mb: float = typer.Option(4.0, help="largest request body in MiB (larger: 413)"),
+          max_queue: int = typer.Option(256, help="requests waiting or running at once (more: 503 + Retry-After)")) -> None:
     """Serve a model (the embedded one by default) as an OpenAI-compatible HTTP API."""
+    from synthloom.llm.server import limits_from
     from synthloom.llm.server import serve as serve_model
     from synthloom.llm.spec import load_model
 
-    serve_model(load_model(model), host=host, port=port)
+    limits = limits_from(max_body_mb, max_queue)
+    serve_model(load_model(model), host=host, port=port, limits=limits)
 
 
 def _register_optional_commands() -> None:
@@ -306,7 +340,7 @@ def main() -> None:
         rc = app(standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)
     except SynthloomError as e:
-        err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+        print_error(str(e))
         sys.exit(e.exit_code)
     except typer.Exit as e:
         sys.exit(e.exit_code)
@@ -321,8 +355,7 @@ def main() -> None:
             sys.exit(2)
         if os.environ.get("SYNTHLOOM_DEBUG"):
             raise
-        err_console.print(f"[bold red]internal error:[/bold red] {type(e).__name__}: {e} "
-                          "(set SYNTHLOOM_DEBUG=1 for a traceback)", highlight=False, soft_wrap=True)
+        print_error(f"{type(e).__name__}: {e} (set SYNTHLOOM_DEBUG=1 for a traceback)", "internal error:")
         sys.exit(1)
 
 

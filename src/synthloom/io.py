@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from synthloom.errors import BadInputError
 from synthloom.records import META, Row
 
 PROVENANCE_KEY = b"synthloom"  # Parquet schema-metadata key of the synthetic-data label
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # what tempfile.mkstemp makes in atomic_path
 
 
 @contextmanager
@@ -40,6 +42,21 @@ def atomic_path(path: str | Path):
         except FileNotFoundError:
             pass
         raise
+
+
+def remove_stale_temps(folders: Iterable[str | Path]) -> int:
+    """Delete the temp files `atomic_path` left in `folders` (not below them) when a process was
+    killed mid-write; call it only while no other process writes there. Returns the count."""
+    removed = 0
+    for folder in folders:
+        for tmp in Path(folder).glob(".*.tmp"):
+            if _TEMP_NAME.match(tmp.name) and tmp.is_file():
+                try:
+                    tmp.unlink()
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+    return removed
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

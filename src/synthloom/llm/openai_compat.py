@@ -58,15 +58,28 @@ _RETRY_4XX = (408, 409)  # request timeout / conflict: transient by definition
 _SCHEMA_HINTS = re.compile(r"response_format|json_schema|schema|not supported|unsupported|"
                            r"unrecognized|unknown|extra", re.I)
 _N_HINT = re.compile(r"(?<![\w-])'?n'?(?![\w-])|\bn must\b|multiple (choices|completions)", re.I)
+# A 400/422 that names the model as unknown is about the endpoint (vLLM and Ollama say 404, others
+# 400): every request would get it, so it ends the run instead of rejecting rows one by one.
+_UNKNOWN_MODEL = re.compile(r"\bmodel\b[^.;]{0,80}?\b(not found|does not exist|not exist|unknown|invalid|"
+                            r"not available)\b|\b(unknown|invalid|nonexistent|no such) model\b|model_not_found",
+                            re.I)
 
 
-class AuthenticationError(ModelError):
+class EndpointError(ModelError):
+    """The endpoint itself is wrong (no such URL or model, refused key, nothing listening): a run
+    error, never a row rejection, and never cached, so a re-run with a fixed spec just works."""
+
+    def __init__(self, message: str, status: int = 0, server_message: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.server_message = server_message
+
+
+class AuthenticationError(EndpointError):
     """The server refused the API key (401/403). Fix: set a valid key in the named env var."""
 
-    exit_code = 2
 
-
-class EndpointUnreachableError(ModelError):
+class EndpointUnreachableError(EndpointError):
     """Every replica's circuit breaker is open: the server is down or the URL is wrong."""
 
 
@@ -98,6 +111,17 @@ class ClientStats:
     connection_errors: int = 0
     server_errors: int = 0  # other 5xx
     malformed: int = 0  # 200 with a body that is not a chat completion
+    rejected: int = 0  # 4xx answers that end the request (bad request, wrong endpoint)
+    time_lost_s: float = 0.0  # seconds spent on failed attempts and backoff waits
+    statuses: dict[str, int] = dataclasses.field(default_factory=dict)  # "429", "500", "timeout", ...
+
+    def count(self, status: str) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["time_lost_s"] = round(self.time_lost_s, 3)
+        return d
 
 
 def derive_seed(seed: int | None, sample_index: int) -> int | None:
@@ -188,6 +212,7 @@ class OpenAIModel:
         self.rpm_bucket = TokenBucket(rpm) if rpm else None
         self.tpm_bucket = TokenBucket(tpm) if tpm else None
         self.stats = ClientStats()
+        self._fatal: EndpointError | None = None  # set by the first wrong-endpoint answer
 
         key = os.environ.get(api_key_env) if api_key_env else None
         self._secret = key or None
@@ -239,7 +264,7 @@ class OpenAIModel:
                               "echo": True, "logprobs": 0}, ensure_ascii=False).encode()
         try:
             data = await self._post(payload, len(prompt) // 4 + 1, completions=True)
-        except ServerRejectedError as e:
+        except (ServerRejectedError, EndpointError) as e:
             if e.status in (404, 405, 501):
                 raise ConfigError(f"{self.identity}: the server cannot score text ({e.server_message}); "
                                   "drop ?score=true") from None
@@ -424,10 +449,14 @@ class OpenAIModel:
                     self.tpm_bucket.adjust(token_estimate)
                 await asyncio.sleep(replica)
                 continue
+            if self._fatal is not None and not completions:
+                limiter.release()  # the endpoint is known wrong: fail fast, send nothing more
+                raise self._fatal
             replica.outstanding += 1
             replica.sent += 1
             stats.attempts += 1
             status, body, retry_after = 0, b"", None
+            sent_at = time.monotonic()
             try:
                 url = f"{replica.base_url}/completions" if completions else replica.url
                 async with session.post(url, data=payload) as resp:
@@ -466,10 +495,14 @@ class OpenAIModel:
                 failure = f"HTTP {status} (server overloaded or rate limited)"
             elif status in _AUTH:
                 replica.breaker.record_success()
-                raise self._auth_error(status, replica)
+                stats.rejected += 1
+                stats.count(str(status))
+                raise self._endpoint_failed(self._auth_error(status, replica), completions)
             elif 400 <= status < 500 and status not in _RETRY_4XX:
                 replica.breaker.record_success()
-                raise self._rejected(status, body, replica)
+                stats.rejected += 1
+                stats.count(str(status))
+                raise self._endpoint_failed(self._rejected(status, body, replica), completions)
             elif status > 0:
                 stats.server_errors += 1
                 if status >= 500:
@@ -483,6 +516,11 @@ class OpenAIModel:
                     log.warning("circuit open for %s after %d consecutive failures (%s)",
                                 replica.base_url, replica.breaker.failures, failure)
             replica.last_failure = failure
+            if status > 0:
+                stats.count("malformed" if status == 200 else str(status))
+            else:
+                stats.count("timeout" if status == -1 else "connection_error")
+            stats.time_lost_s += time.monotonic() - sent_at
 
             attempt += 1
             if attempt > self.retry.max_retries:
@@ -492,7 +530,15 @@ class OpenAIModel:
             if status < 0 and len(self.replicas) > 1:
                 avoid = replica  # fail over to another replica right away
                 continue
-            await asyncio.sleep(self.retry.delay(attempt, retry_after))
+            wait = self.retry.delay(attempt, retry_after)
+            stats.time_lost_s += wait
+            await asyncio.sleep(wait)
+
+    def _endpoint_failed(self, error: ModelError, completions: bool) -> ModelError:
+        """Remember an endpoint error of the chat endpoint: every later request fails with it at once."""
+        if isinstance(error, EndpointError) and not completions and self._fatal is None:
+            self._fatal = error
+        return error
 
     def _pick(self, avoid: Replica | None) -> Replica | float:
         """The healthy replica with the fewest outstanding requests, or seconds to wait."""
@@ -578,14 +624,16 @@ class OpenAIModel:
         what = "authentication failed" if status == 401 else "access denied"
         return AuthenticationError(f"{what} at {replica.base_url} (HTTP {status}): {fix}")
 
-    def _rejected(self, status: int, body: bytes, replica: Replica) -> ServerRejectedError:
+    def _rejected(self, status: int, body: bytes, replica: Replica) -> ServerRejectedError | EndpointError:
+        """A 4xx that retrying cannot fix: about this request (the row is rejected) or about the
+        endpoint (404 = wrong URL or model; a 400 naming the model as unknown): the run stops."""
         message = self._server_message(body)
-        hint = ""
-        if status == 404:
-            hint = f" (check the base URL, usually ending in /v1, and the model name {self.model!r})"
+        if status == 404 or (status in (400, 422) and _UNKNOWN_MODEL.search(message)):
+            return EndpointError(
+                f"{replica.base_url} answered HTTP {status} for model {self.model!r}: {message} (check the "
+                "base URL, usually ending in /v1, and the model name after '#')", status, message)
         return ServerRejectedError(
-            f"{replica.base_url} rejected the request (HTTP {status}): {message}{hint}",
-            status, message)
+            f"{replica.base_url} rejected the request (HTTP {status}): {message}", status, message)
 
 
 def _describe(e: BaseException) -> str:

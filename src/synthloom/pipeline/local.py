@@ -48,6 +48,7 @@ class ExecutionResult:
     finished_shards: int = 0
     total_shards: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
+    new_parts: int | None = None  # parts computed in this session (0: a no-op resume); None: unknown
 
 
 def _run_sync_step(step: Step, rows: list[Row], ctx: StepContext) -> list[Any]:
@@ -62,6 +63,8 @@ class LocalExecutor:
         self.pipeline = pipeline
         self.live = LiveTokens()  # paid tokens and requests in flight, for budgets and the display
         self.models = {role: CountingModel(m, self.live) for role, m in models.items()}
+        self.live.transports = transport_stats(models.values())
+        self.new_parts = 0
         self.cfg = config
         self.ckpt = Checkpoints(config.run_dir)
         self.on_event = on_event or (lambda kind, data: None)
@@ -147,6 +150,7 @@ class LocalExecutor:
                 return None
             kept, rejected, stats = await self._step_on_rows(step, index, rows)
             self.ckpt.write_part(index, step.name, shard, kept, rejected, stats)
+            self.new_parts += 1
             self.funnel.add(step.name, stats)
             self.on_event("part", {"step": step.name, "shard": shard, "stats": stats, "resumed": False})
             rows = kept
@@ -174,7 +178,7 @@ class LocalExecutor:
         """Wait for all tasks; once a stop is requested, give in-flight work a grace period."""
         pending = set(tasks)
         while pending:
-            done, pending = await asyncio.wait(pending, timeout=0.2)
+            done, pending = await asyncio.wait(pending, timeout=0.2, return_when=asyncio.FIRST_EXCEPTION)
             for t in done:
                 if not t.cancelled() and t.exception() is not None:
                     for p in pending:
@@ -204,6 +208,7 @@ class LocalExecutor:
                 self.ckpt.write_part(index, step.name, k, shard, rejected if k == 0 else [], s)
                 self.funnel.add(step.name, s)
             self.ckpt.mark_global_done(index, step.name, len(out))
+            self.new_parts += 1
             self.on_event("part", {"step": step.name, "shard": 0, "stats": stats, "resumed": False})
             return out
         out = []
@@ -250,4 +255,17 @@ class LocalExecutor:
         rows = [r for s in finished for r in s]
         return ExecutionResult(rows=rows, funnel=self.funnel, complete=complete,
                                seconds=time.perf_counter() - t0, finished_shards=len(finished),
-                               total_shards=len(current))
+                               total_shards=len(current), new_parts=self.new_parts)
+
+
+def transport_stats(models: Any) -> list[Any]:
+    """The HTTP clients' counters (retries, statuses, time lost) under the run's model wrappers."""
+    found: list[Any] = []
+    for m in models:
+        while m is not None:
+            stats = getattr(m, "stats", None)
+            if hasattr(stats, "retries") and hasattr(stats, "statuses") and all(stats is not f for f in found):
+                found.append(stats)
+            inner = getattr(m, "inner", None)
+            m = inner if inner is not m else None
+    return found

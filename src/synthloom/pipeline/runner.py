@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any, Callable
 
 from synthloom import __version__
 from synthloom.errors import BadInputError, ConfigError
-from synthloom.io import write_jsonl, write_parquet, write_text_atomic
+from synthloom.io import remove_stale_temps, write_jsonl, write_parquet, write_text_atomic
 from synthloom.pipeline.local import ExecutionResult, ExecutorConfig, LocalExecutor
 from synthloom.pipeline.pipeline import Pipeline, Source, dump_yaml
 from synthloom.records import Row, content_id
@@ -91,6 +92,8 @@ def file_sha256(path: Path) -> str:
 
 def _prepare_run_dir(pipeline: Pipeline, opts: RunOptions) -> tuple[Path, dict[str, Any]]:
     run_dir = Path(opts.out or Path("runs") / pipeline.name)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BadInputError(f"--out {run_dir} is a file; a run directory is needed (choose another path)")
     source = pipeline.source
     input_hash = None
     if source is not None and source.path is not None:
@@ -114,9 +117,18 @@ def _prepare_run_dir(pipeline: Pipeline, opts: RunOptions) -> tuple[Path, dict[s
             previous = {}
         created_at = previous.get("created_at") or _now()
     else:
-        created_at = _now()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    info = {**identity, "created_at": created_at, "recipe": pipeline.name, "version": __version__}
+        previous, created_at = {}, _now()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BadInputError(f"cannot create run directory {run_dir}: {e.strerror or e}") from None
+    # a kill during an atomic write leaves its temp file behind; this run owns the directory now
+    remove_stale_temps([run_dir, run_dir / "data", *(run_dir / k for k in ("steps", "rejected")),
+                        *run_dir.glob("steps/*/"), *run_dir.glob("rejected/*/")])
+    # the run's name in the usage ledger: answers this run paid for, whichever process paid
+    run_id = previous.get("run_id") or uuid.uuid4().hex
+    info = {**identity, "created_at": created_at, "recipe": pipeline.name, "version": __version__,
+            "run_id": run_id}
     write_text_atomic(run_json, json.dumps(info, indent=2))
     write_text_atomic(run_dir / "recipe.yaml", dump_yaml(pipeline.config()))
     return run_dir, info
@@ -141,17 +153,20 @@ def resolve_model_specs(pipeline: Pipeline, opts: RunOptions) -> dict[str, str]:
     return {role: spec for role, spec in specs.items() if role in used}
 
 
-def build_models(pipeline: Pipeline, opts: RunOptions, cache_path: Path) -> tuple[dict[str, Any], list[Any]]:
-    """One cache-wrapped Model per role; roles with the same spec share one backend instance."""
+def build_models(pipeline: Pipeline, opts: RunOptions, cache_path: Path,
+                 run_id: str | None = None) -> tuple[dict[str, Any], list[Any]]:
+    """One cache-wrapped Model per role; roles with the same spec share one backend instance.
+    With `run_id`, every answer is booked to the run in the cache's usage ledger."""
     from synthloom.llm.cache import CachedModel, RequestCache
     from synthloom.llm.spec import load_model
 
     cache = RequestCache(cache_path)
+    prices = load_prices(opts)
     by_spec: dict[str, Any] = {}
     models: dict[str, Any] = {}
     for role, spec in resolve_model_specs(pipeline, opts).items():
         if spec not in by_spec:
-            by_spec[spec] = CachedModel(load_model(spec, **opts.model_options), cache)
+            by_spec[spec] = CachedModel(load_model(spec, **opts.model_options), cache, run_id, prices)
         models[role] = by_spec[spec]
     return models, list(by_spec.values())
 
@@ -165,9 +180,11 @@ def prepare_run(pipeline: Pipeline, opts: RunOptions) -> tuple[Path, dict[str, A
         pipeline.source = Source(path=str(opts.input_path))
     if pipeline.source is None:
         raise BadInputError(f"recipe {pipeline.name!r} needs input rows: pass --input FILE")
+    if opts.limit is not None and opts.limit < 1:
+        raise BadInputError(f"--limit must be a number of input rows >= 1, not {opts.limit}")
     probe = pipeline.source.load()
     if opts.limit is not None:
-        probe = probe[: max(0, opts.limit)]
+        probe = probe[: opts.limit]
     if not probe:
         raise BadInputError("no input rows left after --limit")
     if opts.shard is not None:
@@ -195,7 +212,8 @@ async def run_pipeline_async(pipeline: Pipeline, opts: RunOptions | None = None,
     run_dir, info = prepare_run(pipeline, opts)
     owned: list[Any] = []
     if models is None:
-        models, owned = build_models(pipeline, opts, Path(opts.cache_path or run_dir / "cache.sqlite"))
+        models, owned = build_models(pipeline, opts, Path(opts.cache_path or run_dir / "cache.sqlite"),
+                                     info["run_id"])
     check = budget_check(opts, load_prices(opts))
     executor = LocalExecutor(pipeline, models, ExecutorConfig(run_dir=run_dir, seed=opts.seed,
                              shards_in_flight=opts.shards_in_flight, created_at=info["created_at"]),
@@ -219,6 +237,8 @@ def finish_run(pipeline: Pipeline, opts: RunOptions, run_dir: Path, info: dict[s
     from synthloom.report.card import write_card
 
     prices = load_prices(opts)
+    if result.complete:
+        fail_if_a_step_was_all_rejected(pipeline, run_dir, result)
     label = provenance_label(pipeline, models)
     stamp_labels(result.rows, label)
     data_files: list[Path] = []
@@ -245,12 +265,14 @@ def finish_run(pipeline: Pipeline, opts: RunOptions, run_dir: Path, info: dict[s
         "seed": opts.seed,
         "created_at": info["created_at"],
         "finished_at": _now(),
-        "wall_seconds": round(result.seconds, 3),
+        "wall_seconds": _wall_seconds(run_dir, result),
         "shards": {"finished": result.finished_shards, "total": result.total_shards},
         "funnel": result.funnel.to_dict(),
         "usage": result.funnel.usage_dict(prices),
         "cache": cache_stats,
         "models": {role: m.identity for role, m in models.items()},
+        "transport": transport_dict(models),
+        "ledger": ledger_dict(models, info.get("run_id")),
         "label": label,
         "required_checks": pipeline.required_checks,
         "unverified_rows": unverified,
@@ -279,6 +301,72 @@ def export_unverified(pipeline: Pipeline, opts: RunOptions, run_dir: Path, label
         write_parquet(rows, run_dir / "data" / "unverified.parquet", label=label,
                       image_columns=pipeline.options.get("image_columns"), base_dir=run_dir)
     return len(rows)
+
+
+# A step whose every row was refused by the model server for one reason (a wrong parameter, a prompt
+# template that overflows the context) has not produced an "empty dataset": it has failed.
+_REQUEST_REJECTIONS = ("invalid_request",)
+
+
+def fail_if_a_step_was_all_rejected(pipeline: Pipeline, run_dir: Path, result: ExecutionResult) -> None:
+    """Raise a run error, and forget that step's parts so a re-run after fixing the spec sends its
+    requests again (no --overwrite), when every row into a step was refused with the same reason."""
+    from synthloom.llm.base import ModelError
+    from synthloom.pipeline.checkpoint import Checkpoints
+
+    ckpt = Checkpoints(run_dir)
+    for index, entry in enumerate(result.funnel.to_dict()[1:], start=1):
+        reasons = entry["rejected"]
+        if entry["rows_in"] == 0 or entry["rows_out"] or len(reasons) != 1 or next(iter(reasons)) not in _REQUEST_REJECTIONS:
+            continue
+        details = [rec.get("detail") or "" for rec in ckpt.read_rejected(index, entry["step"])]
+        example = next((d for d in details if d), "no detail")
+        for later in range(index, len(pipeline.steps) + 1):
+            for kind in ("steps", "rejected"):
+                shutil.rmtree(ckpt.step_dir(later, pipeline.steps[later - 1].name, kind), ignore_errors=True)
+        raise ModelError(f"step {entry['step']!r}: the model server refused all {entry['rows_in']} requests "
+                         f"({next(iter(reasons))}; {len(set(details))} distinct message(s)), e.g. {example[:300]}; "
+                         "fix the recipe or model spec and run the same command again")
+
+
+def _wall_seconds(run_dir: Path, result: ExecutionResult) -> float:
+    """This session's time, or the original run's when this session only re-read finished parts."""
+    if result.new_parts == 0:
+        try:
+            return float(json.loads((run_dir / "stats.json").read_text())["wall_seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return round(result.seconds, 3)
+
+
+def _unwrap(model: Any) -> list[Any]:
+    chain = []
+    while model is not None and all(model is not c for c in chain):
+        chain.append(model)
+        model = getattr(model, "inner", None)
+    return chain
+
+
+def transport_dict(models: dict[str, Any]) -> dict[str, Any]:
+    """Per HTTP client: sends, retries, status counts, timeouts and time lost (stats.json)."""
+    out: dict[str, Any] = {}
+    for m in models.values():
+        for layer in _unwrap(m):
+            s = getattr(layer, "stats", None)
+            if hasattr(s, "statuses") and hasattr(s, "to_dict"):
+                out[layer.identity] = s.to_dict()
+    return out
+
+
+def ledger_dict(models: dict[str, Any], run_id: str | None) -> dict[str, Any]:
+    """What the cache's usage ledger says this run paid for, per model, across all its sessions."""
+    caches = {id(c): c for m in models.values() for c in [getattr(m, "cache", None)] if hasattr(c, "ledger")}
+    if run_id is None or not caches:
+        return {}
+    out: dict[str, Any] = {}
+    for cache in caches.values():
+        out.update(cache.ledger(run_id))
+    return out
 
 
 def write_report_safely(run_dir: Path) -> None:

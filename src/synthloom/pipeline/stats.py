@@ -10,12 +10,33 @@ from synthloom.llm.base import Usage
 
 
 class LiveTokens:
-    """Tokens paid so far in this run (resumed parts + calls as they return): budget checks."""
+    """Tokens paid so far in this run (resumed parts + calls as they return): budget checks.
+    Also what the live display shows between shard completions: requests answered (paid and
+    cached) in this process, and the transport counters (retries, status codes, time lost)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.by_model: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         self.in_flight = 0  # model requests currently waiting for an answer
+        self.requests = 0  # model requests answered in this process (cache hits included)
+        self.cached = 0  # of which answered by the cache
+        self.transports: list[Any] = []  # ClientStats of the HTTP clients (retries, statuses)
+
+    def answered(self, responses: list[Any]) -> None:
+        with self._lock:
+            self.requests += len(responses)
+            self.cached += sum(1 for r in responses if getattr(r, "cached", False))
+
+    def transport(self) -> dict[str, Any]:
+        """Retries, status counts and time lost summed over every HTTP client of the run."""
+        total: dict[str, Any] = {"attempts": 0, "retries": 0, "time_lost_s": 0.0, "statuses": Counter()}
+        for t in self.transports:
+            total["attempts"] += t.attempts
+            total["retries"] += t.retries
+            total["time_lost_s"] += t.time_lost_s
+            total["statuses"].update(dict(t.statuses))  # a copy: the display reads from another thread
+        total["statuses"] = dict(total["statuses"])
+        return total
 
     def add(self, model_name: str, prompt_tokens: int, completion_tokens: int) -> None:
         with self._lock:
@@ -25,7 +46,7 @@ class LiveTokens:
 
     @property
     def total(self) -> int:
-        return sum(p + c for p, c in self.by_model.values())
+        return sum(p + c for p, c in list(self.by_model.values()))
 
     def cost(self, prices: Any) -> float:
         if prices is None:
@@ -42,9 +63,20 @@ class CountingModel:
     async def chat(self, requests: list[Any]) -> list[Any]:
         self.live.in_flight += len(requests)
         try:
-            return await self.inner.chat(requests)
+            responses = await self.inner.chat(requests)
         finally:
             self.live.in_flight -= len(requests)
+        self.live.answered(responses)
+        return responses
+
+    async def score(self, texts: Any, prefixes: Any = None) -> list[Any]:
+        self.live.in_flight += len(texts)
+        try:
+            scores = await self.inner.score(texts, prefixes)
+        finally:
+            self.live.in_flight -= len(texts)
+        self.live.answered(scores)
+        return scores
 
     async def aclose(self) -> None:  # the runner closes the wrapped model itself
         return None
