@@ -23,6 +23,7 @@ class BenchmarkItem:
     benchmark: str
     id: str
     text: str
+    statement: str = ""  # the problem statement alone, when `text` adds more (a solution)
 
 
 def load_humaneval() -> list[BenchmarkItem]:
@@ -43,7 +44,7 @@ def load_champ() -> list[BenchmarkItem]:
     items = []
     for pid, problem in dataset.problems.items():
         steps = " ".join(step.text for step in problem.solution.steps)
-        items.append(BenchmarkItem("champ", pid, f"{problem.text}\n{steps}".strip()))
+        items.append(BenchmarkItem("champ", pid, f"{problem.text}\n{steps}".strip(), problem.text))
     return items
 
 

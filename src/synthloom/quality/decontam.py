@@ -48,6 +48,7 @@ class NgramHit:
     benchmark: str
     item_id: str
     matches: int  # colliding n-gram windows in the row
+    kind: str = "ngram"  # or "whole_statement": a statement shorter than n found whole in the row
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,23 +85,81 @@ def _window_hashes(hasher: TokenHasher, texts: Sequence[str], n: int) -> tuple[n
     return _windows(th, lens, n)
 
 
+def _chunk_bounds(texts: Sequence[str]) -> Iterator[int]:
+    """End indices of consecutive chunks of texts of about _CHUNK_CHARS characters each."""
+    stop = 0
+    while stop < len(texts):
+        size = 0
+        while stop < len(texts) and (size == 0 or size + len(texts[stop]) <= _CHUNK_CHARS):
+            size += len(texts[stop])
+            stop += 1
+        yield stop
+
+
 def _chunked_window_hashes(
     hasher: TokenHasher, texts: Sequence[str], n: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """`_window_hashes` over consecutive chunks of texts (owner indices refer to `texts`)."""
     start = 0
-    while start < len(texts):
-        stop, size = start, 0
-        while stop < len(texts) and (size == 0 or size + len(texts[stop]) <= _CHUNK_CHARS):
-            size += len(texts[stop])
-            stop += 1
+    for stop in _chunk_bounds(texts):
         hashes, owner, starts = _window_hashes(hasher, texts[start:stop], n)
         yield hashes, owner + start, starts
         start = stop
 
 
+# Statements shorter than this are not matched whole: a 3-token statement ("Factorize x^2-1.")
+# occurs inside unrelated text too often to call a row contaminated.
+MIN_WHOLE_STATEMENT_TOKENS = 5
+
+
+class _WholeStatements:
+    """Benchmark statements shorter than the n-gram, matched as one whole token sequence.
+
+    A 13-gram detector can never see an item with fewer than 13 tokens (18 of CHAMP's 270 problem
+    statements, e.g. "Find 2^32+1 mod 641."), and a row quoting only the statement of an item
+    whose text also holds its solution shares no 13-gram with it either. Each such statement of
+    L tokens is hashed as one L-gram; a row is contaminated when one of its L-token windows
+    equals it (the same normaliser and hash as the n-grams).
+    """
+
+    def __init__(self, hasher: TokenHasher, items: Sequence[BenchmarkItem], n: int) -> None:
+        self.by_length: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+        for i, item in enumerate(items):
+            for statement in {item.text, item.statement} - {""}:
+                hashes, _, _ = _window_hashes(hasher, [statement], 1)
+                length = len(hashes)
+                if MIN_WHOLE_STATEMENT_TOKENS <= length < n:
+                    whole, _, _ = _window_hashes(hasher, [statement], length)
+                    self.by_length[length][int(whole[0])].append(i)
+        self.count = len({i for table in self.by_length.values() for ids in table.values() for i in ids})
+
+    def counts(self, hasher: TokenHasher, texts: Sequence[str]) -> dict[tuple[int, int], int]:
+        """{(row, item): windows equal to the item's whole statement}."""
+        counts: dict[tuple[int, int], int] = defaultdict(int)
+        if not self.by_length:
+            return counts
+        keys = {length: np.sort(np.fromiter(table, dtype=np.uint64, count=len(table)))
+                for length, table in self.by_length.items()}
+        start = 0
+        for stop in _chunk_bounds(texts):
+            th, lens = token_hashes_many(texts[start:stop], hasher)  # tokenised once for every length
+            for length, table in self.by_length.items():
+                hashes, owner, _ = _windows(th, lens, length)
+                pos = np.minimum(np.searchsorted(keys[length], hashes), len(keys[length]) - 1)
+                found = keys[length][pos] == hashes
+                for h, row in zip(hashes[found].tolist(), (owner[found] + start).tolist()):
+                    for item in set(table[h]):
+                        counts[(row, item)] += 1
+            start = stop
+        return counts
+
+
 class NgramIndex:
-    """Contaminant n-grams of a set of benchmark items, for fast membership and attribution."""
+    """Contaminant n-grams of a set of benchmark items, for fast membership and attribution.
+
+    Statements shorter than n tokens (at least MIN_WHOLE_STATEMENT_TOKENS) are matched whole
+    instead (`NgramHit.kind == "whole_statement"`); `short_statements` counts the items covered.
+    """
 
     def __init__(self, items: Sequence[BenchmarkItem], n: int = DEFAULT_NGRAM) -> None:
         if n < 1:
@@ -108,6 +167,8 @@ class NgramIndex:
         self.n = n
         self.items = list(items)
         self._hasher = TokenHasher()
+        self._whole = _WholeStatements(self._hasher, self.items, n)
+        self.short_statements = self._whole.count
         hashes, owner, _ = _window_hashes(self._hasher, [i.text for i in self.items], n)
         order = np.argsort(hashes, kind="stable")
         self._keys, self._key_item = hashes[order], owner[order]
@@ -139,16 +200,18 @@ class NgramIndex:
                 hi = np.searchsorted(self._keys, np.uint64(h), side="right")
                 for item in set(self._key_item[lo:hi].tolist()):
                     counts[(row, item)] += 1
-        return [
-            NgramHit(row, self.items[item].benchmark, self.items[item].id, c)
-            for (row, item), c in sorted(counts.items())
-        ]
+        found = [(row, 0, item, c) for (row, item), c in counts.items()]
+        found += [(row, 1, item, c) for (row, item), c in self._whole.counts(self._hasher, texts).items()]
+        return [NgramHit(row, self.items[item].benchmark, self.items[item].id, c, ("ngram", "whole_statement")[kind])
+                for row, kind, item, c in sorted(found)]
 
     def contaminated_rows(self, texts: Sequence[str]) -> np.ndarray:
-        """Boolean mask: rows sharing any n-gram with any benchmark item (no attribution)."""
+        """Boolean mask: rows sharing any n-gram (or a whole short statement) with any benchmark item."""
         mask = np.zeros(len(texts), dtype=bool)
         for hashes, owner, _ in _chunked_window_hashes(self._hasher, texts, self.n):
             mask[owner[self._lookup(hashes)]] = True
+        for row, _ in self._whole.counts(self._hasher, texts):
+            mask[row] = True
         return mask
 
     def janitor_clean(
@@ -315,7 +378,7 @@ class DecontamReport:
     def to_dict(self) -> dict[str, Any]:
         per_bench: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: {"ngram": [], "judge": []})
         for h in self.ngram_hits:
-            per_bench[h.benchmark]["ngram"].append({"row": h.row, "item": h.item_id, "matches": h.matches})
+            per_bench[h.benchmark].setdefault(h.kind, []).append({"row": h.row, "item": h.item_id, "matches": h.matches})
         for j in self.judged:
             if j.verdict:
                 per_bench[j.benchmark]["judge"].append({"row": j.row, "item": j.item_id, "similarity": round(j.similarity, 4)})
@@ -342,7 +405,10 @@ async def decontaminate(
 ) -> DecontamReport:
     """Run the n-gram detector, and when an embedder and a judge are given, retrieval + judge."""
     settings: dict[str, Any] = {"ngram": ngram, "normaliser": "lowercase; letters/digits runs; per-char CJK/Thai; NFKC"}
-    report = DecontamReport(len(texts), settings, NgramIndex(items, ngram).scan(texts))
+    index = NgramIndex(items, ngram)
+    settings["whole_statement"] = (f"{index.short_statements} item(s) with a statement of "
+                                   f"{MIN_WHOLE_STATEMENT_TOKENS}-{ngram - 1} tokens matched whole (shorter than the n-gram)")
+    report = DecontamReport(len(texts), settings, index.scan(texts))
     if embedder is not None and judge is not None:
         settings |= {
             "embedding_model": embedder.name, "top_k": top_k, "min_similarity": min_similarity,
