@@ -158,7 +158,9 @@ class DecontaminateStep(Step):
         )
         why: dict[int, str] = {}
         for h in report.ngram_hits:
-            why.setdefault(h.row, f"{self.ngram}-gram overlap with {h.item_id} ({h.matches} windows)")
+            why.setdefault(h.row, f"whole statement of {h.item_id} (shorter than {self.ngram} tokens)"
+                           if h.kind == "whole_statement"
+                           else f"{self.ngram}-gram overlap with {h.item_id} ({h.matches} windows)")
         for j in report.judged:
             if j.verdict:
                 why.setdefault(j.row, f"judge: rephrase of {j.item_id} (cosine {j.similarity:.2f})")
