@@ -13,6 +13,7 @@ Isolation layers, outermost first:
 
 from __future__ import annotations
 
+import atexit
 import functools
 import glob
 import json
@@ -21,6 +22,8 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -63,53 +66,100 @@ def find_bwrap() -> str:
 
 @dataclass(frozen=True)
 class Interpreter:
-    """A Python installation on the host, and how the sandbox sees it.
+    """A Python installation on the host, and what of it the sandbox gets.
 
-    A virtualenv's interpreter is replaced by its base installation: a venv's pyvenv.cfg and its
-    editable-install .pth files name host paths (the checkout), so the sandbox gets the standard
-    library only.
+    A virtualenv's interpreter is replaced by its base installation (a venv's pyvenv.cfg and its
+    editable-install .pth files name host paths such as the checkout), and the sandbox gets only the
+    runtime: the binary, libpython and the standard library, without site-packages, the stdlib's own
+    test suite, build files or scripts whose shebangs name the host prefix.
     """
 
     prefix: str  # the base installation on the host
     binary: str  # its real executable on the host
-    hidden: tuple[str, ...] = ()  # its own site-packages directories, covered inside the sandbox
-    binds: tuple[tuple[str, str], ...] = field(default=())  # (host, sandbox) read-only binds
+    tree: str | None = None  # the neutral runtime tree bound at SANDBOX_PYTHON_ROOT (None: a /usr Python)
     env: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def sandbox_binary(self) -> str:
-        for host, inside in self.binds:
-            if self.binary.startswith(host + os.sep):
-                return inside + self.binary[len(host):]
-        return self.binary
+        if self.tree is None:
+            return self.binary
+        return SANDBOX_PYTHON_ROOT + "/bin/" + os.path.basename(self.binary)
 
 
-_PROBE = ("import json,os,sys,sysconfig;b=sys.base_prefix;v={'base':b,'platbase':b,'installed_base':b,"
-          "'installed_platbase':b};print(json.dumps([b,os.path.realpath(sys.executable),"
-          "sysconfig.get_path('purelib',vars=v),sysconfig.get_path('platlib',vars=v)]))")
+_PROBE = ("import json,os,sys;print(json.dumps([sys.base_prefix,os.path.realpath(sys.executable),"
+          "f'python{sys.version_info[0]}.{sys.version_info[1]}']))")
+_interpreter_lock = threading.Lock()
+
+
+def interpreter_for(python: str) -> Interpreter:
+    """Probe `python` (any interpreter, a venv's included) for its base installation."""
+    with _interpreter_lock:  # pools start their workers from several threads at once
+        return _interpreter_for(python)
 
 
 @functools.lru_cache(maxsize=8)
-def interpreter_for(python: str) -> Interpreter:
-    """Probe `python` (any interpreter, a venv's included) for its base installation."""
+def _interpreter_for(python: str) -> Interpreter:
     try:
-        prefix, binary, *site_dirs = json.loads(subprocess.run(
+        prefix, binary, stdlib = json.loads(subprocess.run(
             [python, "-I", "-c", _PROBE], capture_output=True, text=True, check=True, timeout=30).stdout)
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
         raise SandboxUnavailableError(f"cannot inspect interpreter {python}: {exc}") from exc
     prefix = os.path.realpath(prefix)
     if prefix == "/usr" or prefix.startswith("/usr/"):  # a system Python: /usr is bound anyway
         return Interpreter(prefix=prefix, binary=binary)
-    if not binary.startswith(prefix + os.sep):
-        raise SandboxUnavailableError(f"interpreter {binary} lives outside its installation {prefix}")
-    hidden = sorted({SANDBOX_PYTHON_ROOT + d[len(prefix):] for d in map(os.path.realpath, site_dirs)
-                     if d.startswith(prefix + os.sep) and os.path.isdir(d)})
+    if not binary.startswith(prefix + os.sep) or not os.path.isdir(os.path.join(prefix, "lib", stdlib)):
+        raise SandboxUnavailableError(f"interpreter {binary}: no standard library under {prefix}/lib/{stdlib}")
     env = ()
     if glob.glob(os.path.join(prefix, "lib", "libpython*.so*")):
         # A shared-library build finds libpython through an RPATH that names the host prefix.
         env = (("LD_LIBRARY_PATH", SANDBOX_PYTHON_ROOT + "/lib"),)
-    return Interpreter(prefix=prefix, binary=binary, hidden=tuple(hidden),
-                       binds=((prefix, SANDBOX_PYTHON_ROOT),), env=env)
+    return Interpreter(prefix=prefix, binary=binary, tree=_neutral_runtime_tree(prefix, binary, stdlib), env=env)
+
+
+# Top-level stdlib entries a sandboxed snippet does not need and that name host paths or weigh a lot.
+_LEFT_OUT_OF_STDLIB = ("site-packages", "test", "config-*", "__phello__")
+
+
+def _neutral_runtime_tree(prefix: str, binary: str, stdlib: str) -> str:
+    """Hard links (copies across file systems) of the runtime files in a fresh private directory.
+
+    Bound at /opt/python, the sandbox sees neither the host prefix (a bind of it would name it in
+    /proc/self/mountinfo) nor anything else under it. Built once per process (~3,500 links).
+    """
+    root = tempfile.mkdtemp(prefix="synthloom-python-")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    os.makedirs(os.path.join(root, "bin"))
+    _link_or_copy(binary, os.path.join(root, "bin", os.path.basename(binary)))
+    os.makedirs(os.path.join(root, "lib"))
+    for library in glob.glob(os.path.join(prefix, "lib", "libpython*.so*")):
+        _link_or_copy(library, os.path.join(root, "lib", os.path.basename(library)), follow_symlinks=False)
+    source = os.path.join(prefix, "lib", stdlib)
+    target = os.path.join(root, "lib", stdlib)
+    left_out = shutil.ignore_patterns(*_LEFT_OUT_OF_STDLIB)
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        relocated = {n for n in names if n.startswith("_sysconfigdata")}  # written below, .pyc included
+        return relocated | (left_out(directory, names) if directory == source else set())
+
+    shutil.copytree(source, target, symlinks=True, copy_function=_link_or_copy, ignore=ignore)
+    # sysconfig's data names the build prefix: relocate it to the neutral path (its .pyc is left out).
+    for data in glob.glob(os.path.join(source, "_sysconfigdata*.py")):
+        with open(data, encoding="utf-8") as handle:
+            text = handle.read().replace(prefix, SANDBOX_PYTHON_ROOT)
+        with open(os.path.join(target, os.path.basename(data)), "w", encoding="utf-8") as handle:
+            handle.write(text)
+    os.makedirs(os.path.join(target, "site-packages"))
+    return root
+
+
+def _link_or_copy(source: str, target: str, *, follow_symlinks: bool = True) -> None:
+    if os.path.islink(source) and not follow_symlinks:
+        os.symlink(os.readlink(source), target)
+        return
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or hard links not allowed here
+        shutil.copy2(source, target)
 
 
 @functools.lru_cache(maxsize=4)
@@ -246,10 +296,8 @@ def bwrap_launch(python: str, max_processes: int, scratch_bytes: int) -> WorkerL
             argv += ["--ro-bind", top, top]
     for path in HARMLESS_HOST_FILES:
         argv += ["--ro-bind-try", path, path]
-    for host, inside in interpreter.binds:
-        argv += ["--ro-bind", host, inside]
-    for inside in interpreter.hidden:  # an empty, read-only directory over the base's site-packages
-        argv += ["--perms", "0555", "--tmpfs", inside, "--remount-ro", inside]
+    if interpreter.tree is not None:
+        argv += ["--ro-bind", interpreter.tree, SANDBOX_PYTHON_ROOT]
     # The worker's own /proc and /dev; each snippet gets fresh ones (and a fresh /tmp) from the worker.
     argv += ["--proc", "/proc", "--dev", "/dev", "--dir", "/tmp", "--remount-ro", "/", "--chdir", "/"]
     env = dict(WORKER_ENV) | dict(interpreter.env)
@@ -266,8 +314,6 @@ def bwrap_launch(python: str, max_processes: int, scratch_bytes: int) -> WorkerL
 
 
 def unisolated_launch(python: str, max_processes: int) -> WorkerLaunch:
-    import tempfile
-
     scratch = tempfile.mkdtemp(prefix="synthloom-unsandboxed-")
     argv = [python, "-I", "-c", worker_source(), "--scratch-root", scratch]
     # RLIMIT_NPROC counts every process of this user on the host here, so it cannot be a per-snippet limit.
