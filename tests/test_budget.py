@@ -103,3 +103,43 @@ def test_ctrl_c_stops_gracefully_and_the_run_resumes(tmp_path: Path):
         assert again.returncode == 0, again.stderr
         assert len(read_jsonl(out / "data" / "train.jsonl")) == 40
         assert max(server.by_fingerprint.values()) == 1 and server.received == 80
+
+
+def test_after_kill_9_the_answers_the_killed_process_paid_for_count_as_paid(tmp_path: Path):
+    """The cache's usage ledger: the resumed run counts every answer once, as paid (not cached),
+    whichever of its processes paid for it; the budgets see the same figures."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    recipe = tmp_path / "one.yaml"
+    recipe.write_text("name: one\nshard_size: 100\nsteps:\n"
+                      "  - {type: model, name: ask, prompt: 'Ask about {{ topic }} number {{ n }}', output: q}\n")
+    _, data = setup(tmp_path, n=30)
+    out = tmp_path / "run"
+    with FakeOpenAIServer(delay=0.05) as server:
+        spec = f"generator=openai:{server.url}#fake?max_concurrency=2&min_concurrency=1"
+        cmd = ["run", str(recipe), "--input", str(data), "--out", str(out), "--no-report", "--model", spec]
+        proc = subprocess.Popen([sys.executable, "-m", "synthloom.cli", *cmd], env={**os.environ, **env()},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while server.received < 12 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not (out / "stats.json").exists()  # killed before its one shard finished
+        resumed = run_cli(*cmd, env=env())
+        assert resumed.returncode == 0, resumed.stderr
+        billed = server.received
+    stats = json.loads((out / "stats.json").read_text())
+    usage, cache, ledger = stats["usage"]["openai:fake"], stats["cache"]["openai:fake"], stats["ledger"]["openai:fake"]
+    assert usage["requests"] == 30 and usage["cached_requests"] == 0  # all paid by this run, none "cached"
+    assert cache["reclaimed"] >= 8 and cache["misses"] + cache["reclaimed"] == 30
+    assert ledger["requests"] == 30
+    assert ledger["prompt_tokens"] + ledger["completion_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert 30 <= billed <= 30 + 2  # the server billed at most the two requests in flight at the kill twice
+    # a third process finds nothing to do and counts nothing twice
+    assert run_cli(*cmd, env=env()).returncode == 0
+    again = json.loads((out / "stats.json").read_text())
+    assert again["usage"] == stats["usage"] and again["ledger"] == stats["ledger"]

@@ -130,3 +130,111 @@ def test_run_writes_report_and_report_command_rewrites_it(workdir: Path):
     assert res.returncode == 0 and (out / "report.html").exists()
     res = run_cli("report", str(workdir / "nope"))
     assert res.returncode == 2
+
+
+# --- front-door defects (issue 18, item 6) ---------------------------------------------------------
+
+def one_error_line(res, code: int = 2) -> str:
+    assert res.returncode == code, (res.stdout, res.stderr)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in res.stderr, res.stderr
+    return lines[0]
+
+
+def test_out_pointing_at_a_file_or_a_negative_limit_is_one_line_exit_2(workdir: Path):
+    target = workdir / "not_a_dir.txt"
+    target.write_text("keep me")
+    base = ["run", str(workdir / "recipe.yaml"), "--input", str(workdir / "in.jsonl")]
+    assert "is a file" in one_error_line(run_cli(*base, "--out", str(target)))
+    assert target.read_text() == "keep me"
+    assert "--limit must be" in one_error_line(run_cli(*base, "--out", str(workdir / "r"), "--limit", "-1"))
+    assert "--limit must be" in one_error_line(run_cli(*base, "--out", str(workdir / "r"), "--limit", "0"))
+
+
+def test_errors_print_brackets_and_colons_verbatim(workdir: Path):
+    # Rich would render ":x:" as an emoji and "[bold]" as markup; the message must come out as written
+    line = one_error_line(run_cli("run", "openai:x:[bold]y"))
+    assert "'openai:x:[bold]y'" in line and "\u274c" not in line
+
+
+def test_python_dash_m_synthloom_is_the_cli():
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "synthloom", "recipes"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "metamath" in res.stdout, res.stderr
+    res = subprocess.run([sys.executable, "-m", "synthloom", "run", "nope"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "unknown recipe 'nope'" in res.stderr
+
+
+def test_a_rerun_removes_temp_files_a_kill_left_and_a_no_op_resume_keeps_wall_seconds(workdir: Path):
+    out = workdir / "run"
+    cmd = ["run", str(workdir / "recipe.yaml"), "--input", str(workdir / "in.jsonl"), "--out", str(out), "--no-report"]
+    assert run_cli(*cmd).returncode == 0
+    stale = [out / "data" / ".train.jsonl.k2x9_q7a.tmp", out / "steps" / "01-len" / ".part-00000.parquet.a1b2c3d4.tmp"]
+    for p in stale:
+        p.write_text("half written")
+    unrelated = out / "data" / ".notes.tmp"  # not a name atomic writes make: left alone
+    unrelated.write_text("mine")
+    stats = json.loads((out / "stats.json").read_text())
+    stats["wall_seconds"] = 123.0  # the original run's time
+    (out / "stats.json").write_text(json.dumps(stats))
+    assert run_cli(*cmd).returncode == 0
+    assert not any(p.exists() for p in stale) and unrelated.exists()
+    assert json.loads((out / "stats.json").read_text())["wall_seconds"] == 123.0
+
+
+def test_list_options_take_comma_lists_or_json():
+    from synthloom.cli import parse_pairs, split_list_options
+    from synthloom.errors import ConfigError
+    from synthloom.recipes.registry import load_recipe
+
+    def streams(text: str) -> list[str]:
+        return load_recipe("metamath", split_list_options("metamath", parse_pairs([text], "-o"))).options["streams"]
+
+    assert streams("streams=ansaug,fobar") == ["ansaug", "fobar"]
+    assert streams("streams=ansaug") == ["ansaug"]
+    assert streams('streams=["sv"]') == ["sv"]
+    with pytest.raises(ConfigError, match="streams"):
+        streams("streams=ansaug,bogus")
+    # a plain string option keeps its commas
+    assert split_list_options("metamath", {"seeds": "a,b"}) == {"seeds": "a,b"}
+
+
+def test_readme_recipe_table_is_one_table_naming_every_recipe():
+    from synthloom.recipes.registry import BUILTIN_RECIPES
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text().splitlines()
+    start = readme.index("| recipe | technique | verification |")
+    end = next(i for i in range(start, len(readme)) if not readme[i].startswith("|"))
+    table = "\n".join(readme[start:end])
+    missing = [name for name in BUILTIN_RECIPES if f"`{name}`" not in table]
+    assert not missing, f"not in the (contiguous) recipe table: {missing}"
+
+
+def test_progress_prints_on_a_timer_with_live_request_counts(workdir: Path):
+    from tests.fakes import FakeOpenAIServer
+
+    recipe = workdir / "slow.yaml"
+    recipe.write_text("name: slow\nshard_size: 50\nsteps:\n"
+                      "  - {type: model, name: ask, prompt: 'Ask about {{ text }}', output: q}\n")
+    rows = [{"text": f"t{i}"} for i in range(7)] + [{"text": "late fault:503@1.5,ok"}]
+    data = workdir / "slow.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with FakeOpenAIServer() as server:
+        res = run_cli("run", str(recipe), "--input", str(data), "--out", str(workdir / "run"), "--no-report",
+                      "--model", f"generator=openai:{server.url}#fake",
+                      env={"OPENAI_API_KEY": "", "SYNTHLOOM_PROGRESS_SECONDS": "0.25"})
+    assert res.returncode == 0, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.startswith("[")]
+    # the only shard is still waiting for its last request, yet the display moves and counts
+    waiting = [line for line in lines if "ask: 0 " in line and "requests 7 (cached 0)" in line]
+    assert len(waiting) >= 2, res.stderr
+    assert any("retries 1 (503 1)" in line for line in waiting), res.stderr
+    stats = json.loads((workdir / "run" / "stats.json").read_text())
+    transport = stats["transport"]["openai:fake"]
+    assert transport["retries"] == 1 and transport["statuses"] == {"503": 1} and transport["time_lost_s"] >= 1.5
+    from synthloom.report.html import write_report
+
+    html = write_report(workdir / "run").read_text()
+    assert "Retries and errors" in html and "503 × 1" in html
