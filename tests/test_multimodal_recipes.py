@@ -43,7 +43,7 @@ async def test_llava_end_to_end_on_the_embedded_model(tmp_path, embedded):
                                       models={"generator": embedded})
     run = result.run_dir
     funnel = result.stats["funnel"]
-    assert [s["step"] for s in funnel] == ["source", "draw", "types", "format", "columns", "export"]
+    assert [s["step"] for s in funnel] == ["source", "draw", "types", "format", "columns", "export", "verdict_gate"]
     check_funnel(funnel)
     types = funnel[2]
     # every rejection of the types step is a parse error or a scene-graph contradiction
@@ -77,7 +77,8 @@ async def test_pix2struct_end_to_end_with_model_text(tmp_path, embedded):
                                       models={"generator": embedded})
     run = result.run_dir
     funnel = result.stats["funnel"]
-    assert [s["step"] for s in funnel] == ["source", "write_text", "build_page", "render", "mask", "columns", "export"]
+    assert [s["step"] for s in funnel] == ["source", "write_text", "build_page", "render", "mask", "columns", "export",
+                                           "verdict_gate"]
     check_funnel(funnel)
     assert funnel[3]["rows_out"] + funnel[3]["rejected_total"] == 4  # 2 pages x 2 viewports
     assert (run / "README.md").is_file() and (run / "stats.json").is_file()

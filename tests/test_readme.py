@@ -21,7 +21,7 @@ def blocks(lang: str) -> list[str]:
 def test_readme_yaml_recipe_builds_and_matches_the_python_example(tmp_path: Path):
     (tmp_path / "faq.yaml").write_text(blocks("yaml")[0])
     pipeline = pipeline_from_yaml(tmp_path / "faq.yaml")
-    assert [s.name for s in pipeline.steps] == ["question", "length", "dedup", "answer", "format"]
+    assert [s.name for s in pipeline.steps] == ["question", "length", "dedup", "answer", "format", "verdict_gate"]
     assert pipeline.model_roles() == {"generator"}
 
 

@@ -143,7 +143,8 @@ async def test_end_to_end_on_the_embedded_model(tmp_path, embedded):
     result = await run_pipeline_async(code_exec.build(options), RunOptions(out=tmp_path / "run", seed=1),
                                       models={"generator": embedded})
     funnel = result.stats["funnel"]
-    assert [s["step"] for s in funnel] == ["source", "problem", "solutions", "tests", "execute", "decontaminate"]
+    assert [s["step"] for s in funnel] == ["source", "problem", "solutions", "tests", "execute", "decontaminate",
+                                           "verdict_gate"]
     assert funnel[0]["rows_out"] == 2
     for before, after in itertools.pairwise(funnel):  # every row is either passed on or rejected with a reason
         assert after["rows_in"] == before["rows_out"]
@@ -169,7 +170,7 @@ def test_recipes_load_through_the_registry(monkeypatch):
     execute = next(s for s in pipeline.steps if s.name == "execute")
     assert execute.selection == "first_passing" and pipeline.options["num_solutions"] == 3
     assert [s.name for s in registry.load_recipe("self_instruct", {"variant": "code_alpaca"}).steps] == [
-        "generate", "decontaminate"]
+        "generate", "decontaminate", "verdict_gate"]
     assert registry.load_recipe("evol_instruct", {"mode": "general"}).steps[0].mode == "general"
     with pytest.raises(ConfigError, match="selection"):
         registry.load_recipe("code_exec", {"selection": "vote"})

@@ -73,6 +73,11 @@ def test_elimination_rules_as_pure_functions():
     assert evo.copies_prompt_words("As the #Given Prompt# says") == "#given prompt#"
     assert evo.parse_equality("Not Equal") is False and evo.parse_equality("Equal.") is True
     assert evo.parse_equality("maybe") is None
+    # echoes of the prompt and sentences are unknown, never "Equal"
+    for text in ("Your Judgement (just answer: Equal", "Equal or Not Equal", "They are equal in depth",
+                 "not equal", "Equal, but", ""):
+        assert evo.parse_equality(text) in (None, False) and evo.parse_equality(text) is not True
+    assert evo.parse_equality("not equal") is False
 
 
 def test_general_mode_has_depth_and_breadth_operations_and_rejects_unknown_ones():
@@ -108,7 +113,7 @@ async def test_end_to_end_on_the_embedded_model(tmp_path, embedded):
                                       RunOptions(out=tmp_path / "run", seed=3, limit=2),
                                       models={"generator": embedded})
     funnel = result.stats["funnel"]
-    assert [s["step"] for s in funnel] == ["source", "evolve", "decontaminate"]
+    assert [s["step"] for s in funnel] == ["source", "evolve", "decontaminate", "verdict_gate"]
     evolve_stats = funnel[1]
     assert evolve_stats["rows_in"] == 2
     assert evolve_stats["rows_out"] + evolve_stats["rejected_total"] == 2  # one outcome per lineage per round

@@ -110,14 +110,16 @@ def only_stopwords(response: str) -> bool:
     return all(t in STOP_WORDS for t in _WORD.findall(response.lower()))
 
 
+EQUALITY_LABELS = ("Equal", "Not Equal")
+
+
 def parse_equality(verdict: str) -> bool | None:
-    """Rule 1's judge answer: True = "Equal" (no information gain), False = "Not Equal", None = unreadable."""
-    lowered = verdict.lower()
-    if re.search(r"\bnot\s+equal\b|\bunequal\b|\bdifferent\b", lowered):
-        return False
-    if re.search(r"\bequal\b|\bsame\b|\bidentical\b", lowered):
-        return True
-    return None
+    """Rule 1's judge answer: True = "Equal" (no information gain), False = "Not Equal", None = not a
+    lone label (an echo of the prompt, a sentence, a hedge: unknown, never a guess)."""
+    from synthloom.llm.constrained import strict_label
+
+    label = strict_label(verdict, EQUALITY_LABELS)
+    return None if label is None else label == "Equal"
 
 
 EliminationReason = Literal["empty_evolution", "copied_prompt_words", "struggled_response", "stopwords_only",

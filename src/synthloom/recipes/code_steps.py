@@ -437,15 +437,18 @@ class EvolveInstructions(Step):
             return result(reason, response)
         if self.judge:
             equal = self._templates["evol_equal.j2"]
-            verdict = await ask(ctx, self.judge_model, equal.render({"first": original, "second": evolved}),
-                                seed=ctx.seed_for(seed_row, base + 3), temperature=0.0, top_p=1.0, max_tokens=8,
-                                prompt_sha=equal.sha)
-            raw[f"{self.name}/judge"] = verdict.text
-            same = evo.parse_equality(verdict.text)
-            if same:
+            request = calls.choice_request([{"role": "user", "content": equal.render({"first": original,
+                                                                                    "second": evolved})}],
+                                           evo.EQUALITY_LABELS, seed=ctx.seed_for(seed_row, base + 3))
+            try:
+                reading = await calls.choose(ctx, self.judge_model, request, CallLog(), f"{self.name}/judge")
+            except InvalidRequestError as e:
+                return result("invalid_request", response, str(e))
+            raw[f"{self.name}/judge"] = reading.raw
+            if reading.label == "Equal":
                 return result("no_information_gain", response, "judge: Equal")
-            if same is None and self.unreadable_judge == "reject":
-                return result("judge_unreadable", response, f"judge said {verdict.text[:60]!r}")
+            if reading.label is None and self.unreadable_judge == "reject":
+                return result("judge_unreadable", response, f"judge said {reading.raw[:60]!r}")
         return result("", response)
 
 
