@@ -15,8 +15,8 @@ import asyncio
 import functools
 import os
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from synthloom.errors import ConfigError
 from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError, ModelError, TextDelta, TextScore
@@ -28,6 +28,10 @@ from synthloom.llm.embedded_llama import ContextOptions, LlamaModelFile, check_g
 from synthloom.llm.embedded_sampling import LogitsProcessor, SamplingParams
 
 __all__ = ["EmbeddedModel", "LogitsProcessor", "physical_cores"]
+
+T = TypeVar("T")
+# prompts longer than this (characters, all requests of one call) are prepared off the event loop
+_OFF_LOOP_CHARS = 8192
 
 _KNOWN_OPTIONS = (
     "model_path", "n_ctx", "n_slots", "n_threads", "n_batch", "batch_invariant", "ignore_eos", "logits_processors",
@@ -153,6 +157,17 @@ class EmbeddedModel:
         add_bos = self._file.add_bos and not (bos and text.startswith(bos))
         return self._file.tokenize(text, add_special=add_bos)
 
+    def _check_length(self, chars: int, what: str) -> None:
+        """Refuse, before rendering or tokenising, a text that cannot fit the context: no token
+        covers more characters than its piece has bytes, so chars / the longest piece is a lower
+        bound on its token count (a multi-megabyte prompt is refused at once, never tokenised)."""
+        at_least = -(-chars // self._file.max_token_bytes)
+        if at_least >= self.context_limit:
+            raise InvalidRequestError(
+                f"{what} has {chars} characters, at least {at_least} tokens, but the embedded model's context holds "
+                f"{self.context_limit} tokens per request; shorten it or raise n_ctx"
+            )
+
     def _job(self, request: ChatRequest, callback: Any) -> GenerationJob:
         request.validate()
         opts = self.options
@@ -160,6 +175,7 @@ class EmbeddedModel:
             raise InvalidRequestError(
                 f"n={request.n} exceeds the embedded engine's {opts.n_slots} slots; lower n or raise n_slots"
             )
+        self._check_length(_chars(request), "the prompt")
         prompt = self.prompt_tokens(request)
         limit = self.context_limit
         if len(prompt) >= limit:
@@ -199,6 +215,7 @@ class EmbeddedModel:
         )
 
     def _score_job(self, text: str, prefix: str, callback: Any) -> GenerationJob:
+        self._check_length(len(prefix) + len(text), "the text to score")
         if prefix:  # tokenised like a chat prompt, so a rendered template scores what chat generates
             context = self._file.tokenize(prefix, add_special=self._file.add_bos)
         else:
@@ -220,29 +237,37 @@ class EmbeddedModel:
             callback=callback, model_name=self.identity, score_tokens=len(target),
         )
 
-    async def _run(self, build: Sequence[Callable[[Any], GenerationJob]]) -> list[ChatResponse]:
-        """Build one job per entry (each gets its completion callback), run them all, in order."""
+    async def _prepare(self, build: Callable[[], T], size: int) -> T:
+        """Run `build` (template rendering, tokenising) for prompts of `size` characters in all:
+        inline when small, else on a worker thread so the event loop (a server's /health, other
+        requests) never waits behind a long prompt."""
+        if size <= _OFF_LOOP_CHARS:
+            return build()
+        return await asyncio.to_thread(build)
+
+    async def _run(self, build: Sequence[Callable[[Any], GenerationJob]], size: int) -> list[ChatResponse]:
+        """Build one job per entry (each gets its completion callback), run them all, in order.
+        `size`: the characters of all their prompts."""
         if self._closed:
             raise ModelError("the embedded model is closed")
         loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[ChatResponse]] = []
-        jobs: list[GenerationJob] = []
-        for make in build:
-            fut: asyncio.Future[ChatResponse] = loop.create_future()
-            jobs.append(make(_resolver(loop, fut)))
-            futures.append(fut)
+        futures: list[asyncio.Future[ChatResponse]] = [loop.create_future() for _ in build]
+        callbacks = [_resolver(loop, fut) for fut in futures]
+        jobs = await self._prepare(lambda: [make(cb) for make, cb in zip(build, callbacks)], size)
         for job in jobs:
             self.engine.submit(job)
         try:
             return list(await asyncio.gather(*futures))
         finally:
             for job, fut in zip(jobs, futures):
-                if not fut.done():
+                # a cancelled gather cancels these futures too: a cancelled one is not an answer
+                if not fut.done() or fut.cancelled():
                     job.cancelled = True  # frees the slot on the engine's next step
 
     # ---- Model protocol --------------------------------------------------------------------
     async def chat(self, requests: list[ChatRequest]) -> list[ChatResponse]:
-        return await self._run([functools.partial(self._job, req) for req in requests])
+        size = sum(_chars(r) for r in requests)
+        return await self._run([functools.partial(self._job, req) for req in requests], size)
 
     can_score = True
 
@@ -255,21 +280,34 @@ class EmbeddedModel:
         prefixes = list(prefixes) if prefixes is not None else [""] * len(texts)
         if len(prefixes) != len(texts):
             raise InvalidRequestError(f"{len(texts)} texts but {len(prefixes)} prefixes")
-        answers = await self._run([functools.partial(self._score_job, t, p) for t, p in zip(texts, prefixes)])
+        size = sum(len(t) + len(p) for t, p in zip(texts, prefixes))
+        answers = await self._run([functools.partial(self._score_job, t, p) for t, p in zip(texts, prefixes)], size)
         return [TextScore(a.choices[0].logprobs or []) for a in answers]
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[TextDelta | ChatResponse]:
+    def stream(self, request: ChatRequest) -> "_JobStream":
         """Start one request and iterate over its text as it is generated: TextDelta pieces (text
         that can no longer be cut by a stop string), then the complete ChatResponse. A bad request
-        raises here, before anything runs; leaving the iteration early cancels the request."""
+        raises here, before anything runs; `aclose()` (or leaving the iteration and dropping the
+        stream) cancels the request."""
+        events, post = self._stream_events()
+        return self._start_stream(self._job(request, post), events, post)
+
+    async def open_stream(self, request: ChatRequest) -> "_JobStream":
+        """`stream(request)`, preparing a long prompt off the event loop (what the server calls)."""
+        events, post = self._stream_events()
+        job = await self._prepare(functools.partial(self._job, request, post), _chars(request))
+        return self._start_stream(job, events, post)
+
+    def _stream_events(self) -> tuple[asyncio.Queue[Any], Callable[..., None]]:
         if self._closed:
             raise ModelError("the embedded model is closed")
         events: asyncio.Queue[TextDelta | ChatResponse | BaseException] = asyncio.Queue()
-        post = _threadsafe(asyncio.get_running_loop(), events.put_nowait)
-        job = self._job(request, post)
+        return events, _threadsafe(asyncio.get_running_loop(), events.put_nowait)
+
+    def _start_stream(self, job: GenerationJob, events: asyncio.Queue[Any], post: Callable[..., None]) -> "_JobStream":
         job.on_delta = lambda index, text: post(TextDelta(index, text))
         self.engine.submit(job)
-        return _drain(events, job)
+        return _JobStream(events, job)
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -317,19 +355,39 @@ def _resolver(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[ChatResponse]
     return _threadsafe(loop, settle)
 
 
-async def _drain(
-    events: asyncio.Queue[TextDelta | ChatResponse | BaseException], job: GenerationJob
-) -> AsyncIterator[TextDelta | ChatResponse]:
-    try:
-        while True:
-            item = await events.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-            if isinstance(item, ChatResponse):
-                return
-    finally:
-        job.cancelled = True  # no-op once finished; frees the slot if the reader left early
+class _JobStream:
+    """The events of one streamed job. Closing it (or dropping it unfinished) cancels the job,
+    even if it was never iterated: the engine frees its slots on the next step."""
+
+    def __init__(self, events: asyncio.Queue[TextDelta | ChatResponse | BaseException], job: GenerationJob) -> None:
+        self._events = events
+        self._job = job
+        self._done = False
+
+    def __aiter__(self) -> "_JobStream":
+        return self
+
+    async def __anext__(self) -> TextDelta | ChatResponse:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            item = await self._events.get()
+        except BaseException:  # cancelled while waiting: the reader is gone
+            await self.aclose()
+            raise
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        if isinstance(item, ChatResponse):
+            self._done = True
+        return item
+
+    async def aclose(self) -> None:
+        self._done = True
+        self._job.cancelled = True  # no-op once the job has finished
+
+    def __del__(self) -> None:
+        self._job.cancelled = True
 
 
 def _shutdown(engine: EmbeddedEngine, file: LlamaModelFile) -> None:
@@ -342,6 +400,10 @@ def _vocab_token(file: LlamaModelFile, which: str) -> int:
 
     fn = llama_cpp.llama_vocab_bos if which == "bos" else llama_cpp.llama_vocab_eos
     return int(fn(file.vocab))
+
+
+def _chars(request: ChatRequest) -> int:
+    return sum(len(m.get("content") or "") for m in request.messages)
 
 
 def _next_pow2(n: int) -> int:

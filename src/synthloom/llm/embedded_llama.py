@@ -98,6 +98,11 @@ class LlamaModelFile:
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self.ptr))
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
         self.pieces = [self._piece(t) for t in range(self.n_vocab)]
+        # the most bytes one token stands for (control tokens have no plain piece: count their
+        # text, since a prompt may spell them): bounds a text's token count from its length
+        self.max_token_bytes = max(
+            [len(p) for p in self.pieces] + [len(self._piece(t, special=True)) for t, p in enumerate(self.pieces) if not p]
+        )
         self.eog_ids = np.array(
             [t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self.vocab, t)], dtype=np.int64
         )
