@@ -26,7 +26,7 @@ llama-wheel: $(VENV)/bin/python
 
 # CPU build of PyTorch for the embedding extra (this machine image ships its wheel on disk)
 TORCH_VERSION ?= 2.13.0
-EXTRAS ?= dev,embed,ray,train
+EXTRAS ?= dev,embed,ray,train,audit
 
 $(VENV)/.installed: pyproject.toml | llama-wheel
 	$(BIN)/pip install --quiet --find-links $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)

@@ -324,7 +324,7 @@ def _register_optional_commands() -> None:
     import importlib
 
     for module in ("synthloom.quality.commands", "synthloom.eval.commands", "synthloom.watermark.commands",
-                   "synthloom.selfimprove.commands"):
+                   "synthloom.selfimprove.commands", "synthloom.audit.commands"):
         try:
             mod = importlib.import_module(module)
         except ImportError:

@@ -89,6 +89,7 @@ STEP_MODULES = (
     "synthloom.recipes.cai_steps",
     "synthloom.recipes.bt_steps",
     "synthloom.recipes.loop_steps",
+    "synthloom.audit.steps",
 )
 
 
