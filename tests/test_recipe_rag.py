@@ -102,16 +102,23 @@ def test_default_topics_come_from_the_bundled_corpus():
 
 
 @pytest.mark.slow
-async def test_rag_end_to_end_on_the_embedded_model(tmp_path):
+async def test_rag_end_to_end_on_the_embedded_model(tmp_path, embedded_seed, embedded_threads):
+    """Properties that hold for any text the model writes (its text differs across CPUs, seeds and
+    thread counts: see tests/conftest.py for running this under several)."""
     from synthloom.llm.embedded import EmbeddedModel
 
-    model = EmbeddedModel(n_slots=4, n_ctx=4096, n_threads=1)
+    model = EmbeddedModel(n_slots=4, n_ctx=4096, n_threads=embedded_threads)
     pipeline = rag.build(rag.Options(num_topics=4, k=2, max_tokens=48, keep_unverified=True))
     pipeline.keep_unverified = True
-    result = await run_pipeline_async(pipeline, RunOptions(out=tmp_path / "run"),
+    result = await run_pipeline_async(pipeline, RunOptions(out=tmp_path / "run", seed=embedded_seed),
                                       models={"generator": model, "judge": model})
     funnel = {s["step"]: s for s in result.stats["funnel"]}
     assert funnel["retrieve"]["rows_out"] == 4
+    steps = result.stats["funnel"]
+    for before, after in zip(steps, steps[1:]):  # counts add up: each row kept or rejected with a reason
+        assert after["rows_in"] == before["rows_out"], (before, after)
+        assert after["rows_out"] + after["rejected_total"] == after["rows_in"], after
+        assert all(isinstance(reason, str) and reason for reason in after["rejected"]), after
     unverified = [json.loads(line) for line in (result.run_dir / "data" / "unverified.jsonl").read_text().splitlines()]
     # whatever the small model wrote: every row that reached the gate is in train or in unverified
     assert len(result.rows) + len(unverified) == funnel["format"]["rows_out"]

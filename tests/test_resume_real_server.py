@@ -101,6 +101,11 @@ def test_kill_9_mid_step_then_resume_is_identical_and_pays_nothing_twice(tmp_pat
                 f"request answered at {first} was sent again (kills at {kills}, times {times}, {fp[:120]})"
             )
         assert len(resent) <= 3 * 2 * 4  # at most the in-flight requests at each kill (3 kills x 2 shards x 4 rows)
+        # every answered request counted once, as paid by this run, whichever killed process paid for it
+        stats = json.loads((out / "stats.json").read_text())
+        usage = stats["usage"]["openai:fake"]
+        assert usage["requests"] == 80 and usage["cached_requests"] == 0, usage
+        assert stats["ledger"]["openai:fake"]["requests"] == 80
 
         answered_once = dict(log.answered)
         log.answered.clear()
