@@ -68,6 +68,10 @@ def test_janitor_clean_cuts_windows_and_drops_dirty_docs():
 def test_judge_parsing_and_retry_on_unparseable():
     assert parse_verdict("True.") is True and parse_verdict("**false**") is False
     assert parse_verdict("I think so") is None
+    # only a lone True/False is a verdict: sentences, hedges, echoes and both labels are not
+    for text in ("True or False", "It is not true", "False, but they are close", "Answer True or False:",
+                 "true false", "Probably true", ""):
+        assert parse_verdict(text) is None, text
     model = ScriptedModel(["not sure", "True", "False"])
     res = asyncio.run(judge_pairs(model, [("a", "b"), ("c", "d")], "code", retries=3))
     assert [v for v, _ in res] == [False, True] or [v for v, _ in res] == [True, False]

@@ -159,9 +159,10 @@ def read_choice(response: ChatResponse, labels: list[str] | tuple[str, ...]) -> 
 
 
 def choice_request(messages: list[dict[str, str]], labels: list[str] | tuple[str, ...], *,
-                   seed: int | None = None, top_logprobs: int = 10, max_tokens: int = 16) -> ChatRequest:
-    """A greedy constrained-choice request over `labels` (log-probabilities asked for)."""
-    return ChatRequest(messages=messages, temperature=0.0, top_p=1.0, max_tokens=max_tokens,
+                   seed: int | None = None, top_logprobs: int = 10, max_tokens: int = 16,
+                   temperature: float = 0.0) -> ChatRequest:
+    """A constrained-choice request over `labels` (greedy by default; log-probabilities asked for)."""
+    return ChatRequest(messages=messages, temperature=temperature, top_p=1.0, max_tokens=max_tokens,
                        seed=seed, logprobs=top_logprobs > 0, top_logprobs=top_logprobs,
                        choice_labels=[str(x) for x in labels])
 

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -27,6 +26,7 @@ import numpy as np
 
 from synthloom.errors import BadInputError
 from synthloom.llm.base import ChatRequest, Model, chat_settled
+from synthloom.llm.constrained import choice_request, strict_label
 from synthloom.quality.benchmarks_data import BenchmarkItem
 from synthloom.quality.embeddings import Embedder, top_k_cosine
 from synthloom.quality.text import (
@@ -287,25 +287,22 @@ JUDGE_INSTRUCTIONS: dict[str, str] = {
     ),
 }
 
-_VERDICT = re.compile(r"\b(true|false)\b", re.IGNORECASE)
+JUDGE_LABELS = ("True", "False")
 
 
 def parse_verdict(text: str) -> bool | None:
-    """First standalone True/False in the answer (case-insensitive); None when there is none."""
-    m = _VERDICT.search(text)
-    return None if m is None else m.group(1).lower() == "true"
+    """True/False when the answer is that lone word (case-insensitive, optionally quoted or bolded);
+    None for anything else — a sentence, a hedge or an echo is no verdict."""
+    label = strict_label(text, JUDGE_LABELS)
+    return None if label is None else label == "True"
 
 
 def judge_request(train_text: str, bench_text: str, kind: JudgeKind, temperature: float, seed: int) -> ChatRequest:
-    return ChatRequest(
-        messages=[
-            {"role": "system", "content": JUDGE_INSTRUCTIONS[kind]},
-            {"role": "user", "content": f"part1: {bench_text}\n\npart2: {train_text}\n\nAnswer True or False:"},
-        ],
-        temperature=temperature,
-        max_tokens=8,
-        seed=seed,
-    )
+    """A constrained choice between True and False (llm/constrained.py)."""
+    return choice_request(
+        [{"role": "system", "content": JUDGE_INSTRUCTIONS[kind]},
+         {"role": "user", "content": f"part1: {bench_text}\n\npart2: {train_text}\n\nAnswer True or False:"}],
+        JUDGE_LABELS, seed=seed, temperature=temperature, top_logprobs=0)
 
 
 def _pair_seed(base: int, train_text: str, bench_text: str, attempt: int) -> int:
