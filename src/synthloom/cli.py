@@ -257,10 +257,26 @@ def inspect(run_dir: Path = typer.Argument(..., help="a run directory"),
 
 @app.command()
 def provenance(file: Path = typer.Argument(..., help="a JSONL or Parquet file written by synthloom"),
-               rows: int = typer.Option(5, help="rows to list")) -> None:
-    """Show where each row came from; fails loudly if the synthetic-data labels were stripped."""
-    from synthloom.provenance import inspect_provenance
+               rows: int = typer.Option(5, help="rows to list"),
+               verify: bool = typer.Option(False, "--verify", help="check the rows' Ed25519 signatures"),
+               public_key: Optional[str] = typer.Option(None, help="public key (base64 or file) for --verify"),
+               sign: Optional[Path] = typer.Option(None, "--sign", help="sign every row with this Ed25519 key (PEM)"),
+               keygen: Optional[Path] = typer.Option(None, "--keygen", help="write a new Ed25519 key here first")) -> None:
+    """Show where each row came from; fails loudly if the synthetic-data labels were stripped,
+    forged or (with --verify) changed since they were signed."""
+    from synthloom.provenance import generate_signing_key, inspect_provenance, sign_file, verify_file
 
+    if keygen is not None:
+        console.print(f"new signing key {keygen} (key id {generate_signing_key(keygen)})", highlight=False)
+    if sign is not None:
+        block = sign_file(file, sign)
+        console.print(f"signed {block['rows']} rows with key {block['key_id']}; public key {block['public_key']} "
+                      f"recorded on {block['card'] or 'no dataset card (keep it yourself)'}", highlight=False)
+    if verify:
+        checked = verify_file(file, public_key)
+        console.print(f"signatures valid: {checked['rows']} rows, key {checked['key_id']}"
+                      + ("" if checked["manifest_ok"] is None else ", no row removed, added or reordered"),
+                      highlight=False)
     info = inspect_provenance(file)
     console.print(f"{info['file']}: {info['rows']} rows, {info['synthetic_rows']} model-generated; "
                   f"recipes {info['recipes']}; models {info['models']}", highlight=False)
