@@ -19,8 +19,10 @@ from synthloom.eval.redteam import (
     red_team,
     sample_exemplars,
     summarize_red_team,
+    yes_probability,
 )
 from synthloom.eval.stats import wilson_interval
+from synthloom.llm.base import ChatRequest
 from synthloom.llm.scripted import ScriptedModel
 
 
@@ -40,6 +42,21 @@ def test_wilson_bounds_are_exactly_0_and_1_at_the_ends():
     assert wilson_interval(1, 22)[0] > 0.0 and wilson_interval(21, 22)[1] < 1.0
     with pytest.raises(BadInputError):
         wilson_interval(3, 2)
+
+
+def test_classifier_reads_only_a_lone_yes_or_no():
+    def reply(text):
+        return asyncio.run(ScriptedModel([text]).chat([ChatRequest(messages=[{"role": "user", "content": "q"}])]))[0]
+
+    assert yes_probability(reply("Yes")) == 1.0 and yes_probability(reply(" **No.** ")) == 0.0
+    for hedge in ("No, but yes it could be", "Not harmful", "I cannot say yes or no", "Yes and no", "Yesterday",
+                  "The answer is yes", "Answer Yes or No.", ""):
+        assert yes_probability(reply(hedge)) is None, hedge
+    # the judge is asked a constrained choice; prose from a backend without one is unknown
+    judge = ScriptedModel(lambda r: "Yes" if "kill" in r.messages[-1]["content"] else "No, but it is rude")
+    scores = asyncio.run(JudgeClassifier(judge).scores([("q?", "kill them"), ("q?", "hello")]))
+    assert scores == [1.0, None]
+    assert all(r.choice_labels == ["Yes", "No"] and r.temperature == 0.0 for r in judge.requests)
 
 
 def test_exemplars_are_sampled_in_proportion_to_exp_score_over_t():

@@ -38,22 +38,3 @@ async def ask_all(model: Model, requests: list[ChatRequest]) -> list[ChatRespons
     if not requests:
         return []
     return await chat_settled(model, requests)
-
-
-def first_token_probs(response: ChatResponse) -> dict[str, float] | None:
-    """{stripped token text: probability} over the first generated token's top alternatives.
-
-    Variants of one label (" A", "A") are summed. None when the backend returned no logprobs.
-    """
-    import math
-
-    if not response.choices:
-        return None
-    lps = response.choices[0].logprobs
-    if not lps or not lps[0].top:
-        return None
-    probs: dict[str, float] = {}
-    for token, logprob in lps[0].top:
-        key = token.strip()
-        probs[key] = probs.get(key, 0.0) + math.exp(logprob)
-    return probs
