@@ -11,6 +11,8 @@ import pytest
 from synthloom.errors import BadInputError
 from synthloom.eval.factuality import (
     NOT_SUPPORTED,
+    RATING_LABELS,
+    RELEVANCE_LABELS,
     SUPPORTED,
     SafeConfig,
     extract_bracketed,
@@ -18,13 +20,22 @@ from synthloom.eval.factuality import (
     generate_longfact_prompts,
     grounding_problem,
     parse_fact_list,
-    parse_rating,
-    parse_relevance,
     safe_rate_response,
     split_sentences,
 )
 from synthloom.eval.search import CallableSearch, LocalSearch, fts_query
+from synthloom.llm.base import ChatResponse, Choice
+from synthloom.llm.constrained import read_choice
 from synthloom.llm.scripted import ScriptedModel
+
+
+def _reply(text: str) -> ChatResponse:
+    return ChatResponse([Choice(text, "stop")])
+
+
+def _prompt(request) -> str:
+    """The prompt a scripted model answers: a verdict's follow-up question is about the first turn."""
+    return request.messages[0 if request.choice_labels == list(RATING_LABELS) else -1]["content"]
 
 
 # ---- F1@K ----------------------------------------------------------------------------------------
@@ -59,17 +70,16 @@ def test_parsers_handle_messy_model_output():
         "Dr. Smith lives in Paris.", "He was born in 1950!", "A list item"]
     assert parse_fact_list("- Fact one.\n- Fact two.\nPlease breakdown the following sentence\n- leaked") == [
         "Fact one.", "Fact two."]
-    assert parse_rating("Thinking... it is [Supported]. Final: [Not Supported]") == NOT_SUPPORTED
-    assert parse_rating("The statement is supported by the knowledge.\n[Supported].") == SUPPORTED
-    assert parse_rating("[not  supported]") == NOT_SUPPORTED
-    # prose, negations, hedges, mid-answer labels and truncation are no verdict
+    # SAFE's verdicts are constrained choices: only a lone label (brackets allowed) counts
+    assert read_choice(_reply("[Supported]"), RATING_LABELS).label == "Supported"
+    assert read_choice(_reply("not supported"), RATING_LABELS).label == "Not Supported"
     for text in ("so the answer is supported", "unsupported", "[Unsupported]", "The claim is not supported.",
                  "It cannot be determined from the KNOWLEDGE.", "This is not [Supported]", "[Supported] or [Not",
                  "Maybe [Supported], maybe not", "no verdict here", "[Foo]", ""):
-        assert parse_rating(text) is None, text
-    assert parse_relevance("ANSWER: [Not Foo]") is False and parse_relevance("[Foo]") is True
-    for text in ("gibberish", "Not Foo", "not [Foo]", "It is unrelated", "[Supported]"):
-        assert parse_relevance(text) is None, text  # unknown (SAFE then keeps the fact as relevant)
+        assert read_choice(_reply(text), RATING_LABELS).label is None, text
+    assert read_choice(_reply("[Not Foo]"), RELEVANCE_LABELS).label == "Not Foo"
+    for text in ("gibberish", "not [Foo]", "It is unrelated", "[Supported]", "Foo, but not really"):
+        assert read_choice(_reply(text), RELEVANCE_LABELS).label is None, text  # unknown: SAFE keeps it relevant
     assert extract_bracketed("QUESTION:\n[Who was Ada Lovelace?] extra [x]") == "Who was Ada Lovelace?"
     assert extract_bracketed("no brackets") is None
 
@@ -128,7 +138,7 @@ def test_longfact_window_rolls_and_dedups():
 # ---- SAFE control flow ---------------------------------------------------------------------------
 def test_safe_pipeline_order_and_counts_with_scripted_model():
     def answer(request):
-        text = request.messages[-1]["content"]
+        text = _prompt(request)
         last = text.rsplit("Please breakdown the following sentence into independent facts:", 1)[-1]
         if "independent facts" in text:
             return "- It is in Paris.\n- It was finished in 1889." if "Tower" in last else "- Bananas are blue."
@@ -170,7 +180,7 @@ PLANTED_RESPONSE = ("Marie Curie was born in Warsaw in 1867 and won the Nobel Pr
 def _planted_safe_model(request):
     """Splits like a few-shot splitter that copies a demonstration and cuts a fragment; rates by
     whether the retrieved KNOWLEDGE states every word of the statement; hedges on one fact."""
-    text = request.messages[-1]["content"]
+    text = _prompt(request)
     tail = text.rsplit("STATEMENT:", 1)[-1].split("\n")[0].strip()
     if "independent facts" in text:
         sentence = text.rsplit("independent facts:", 1)[-1].strip().splitlines()[0]
@@ -186,19 +196,24 @@ def _planted_safe_model(request):
         return "[Foo]"
     if "QUERY:" in text:
         return "```\n" + tail + "\n```"
-    if "telephone" in tail:
+    if "telephone" in tail:  # the verdict itself is a hedge, also when asked for a lone label
         return "The KNOWLEDGE says nothing about it, so the statement is unsupported."
     knowledge = " ".join(line for line in text.split("STATEMENT:")[-2].splitlines() if line.startswith("- ")).lower()
     words = [w for w in re.findall(r"\w+", tail.lower()) if len(w) > 3]
-    return "Checking each part.\n" + ("[Supported]" if all(w in knowledge for w in words) else "[Not Supported]")
+    verdict = "[Supported]" if all(w in knowledge for w in words) else "[Not Supported]"
+    return verdict if request.choice_labels else "Checking each part.\n" + verdict
 
 
 def test_safe_on_planted_facts_gives_the_known_f1(tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps(p) + "\n" for p in PLANTED_CORPUS))
     cfg = SafeConfig(max_steps=1, num_results=3, ks=(3, 10))
-    result = asyncio.run(safe_rate_response(ScriptedModel(_planted_safe_model), LocalSearch.from_file(corpus),
-                                            "Who was Marie Curie?", PLANTED_RESPONSE, cfg))
+    model = ScriptedModel(_planted_safe_model)
+    result = asyncio.run(safe_rate_response(model, LocalSearch.from_file(corpus), "Who was Marie Curie?",
+                                            PLANTED_RESPONSE, cfg))
+    verdict_calls = [r for r in model.requests if r.choice_labels == list(RATING_LABELS)]
+    assert len(verdict_calls) == 6 + 2  # one per rated fact, the hedged one asked again (rate_retries=1)
+    assert sum(r.choice_labels == list(RELEVANCE_LABELS) for r in model.requests) == 7
     labels = {f["revised"]: f["label"] for f in result["facts"]}
     assert labels == {
         "Marie Curie was born in Warsaw.": SUPPORTED, "Marie Curie was born in 1867.": SUPPORTED,

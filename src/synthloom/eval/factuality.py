@@ -3,17 +3,18 @@
 SAFE, for a (prompt, response) pair, in exactly this order:
   1. split the response into sentences and each sentence into atomic facts (8-shot, "- " list);
   2. revise each fact to be self-contained (4-shot; the code block, else the original fact);
-  3. judge relevance of the *revised* fact to the question ("[Foo]"/"[Not Foo]"; unparseable =
-     relevant); irrelevant facts are labelled and not rated;
+  3. judge relevance of the *revised* fact to the question (a constrained choice "Foo"/"Not Foo";
+     unknown = relevant); irrelevant facts are labelled and not rated;
   4. up to `max_steps` times: the model writes one search query (code block), the search backend
-     returns the top `k` results, appended to KNOWLEDGE; then rate [Supported]/[Not Supported].
+     returns the top `k` results, appended to KNOWLEDGE; then the rater reasons step by step and
+     gives its verdict as a constrained choice, Supported / Not Supported.
 Then F1@K = 2PR/(P+R) with P = S/(S+N), R = min(S/K, 1), and 0 when S = 0.
 
 Two guards keep the numbers about what the response said: every atomic fact must be grounded in
 its source sentence (`grounding_problem`; a copied demonstration fact or a fragment is dropped and
-counted), and verdicts are read only from a final bracketed label, so "unsupported" or "cannot be
-determined" is no verdict. A relevant fact left without a verdict is `unrated` and counts as not
-supported in P (SAFE's rater either supports a fact or it does not).
+counted), and verdicts are constrained choices (synthloom.llm.constrained): only a lone label
+counts, so "unsupported" or "cannot be determined" is no verdict. A relevant fact left without a
+verdict is `unrated` and counts as not supported in P (SAFE's rater supports a fact or it does not).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from typing import Any, Literal
 from synthloom.errors import BadInputError
 from synthloom.eval.calls import render, stable_seed, user_request
 from synthloom.eval.search import SearchBackend
-from synthloom.llm.base import ChatResponse, InvalidRequestError, Model
+from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError, Model
+from synthloom.llm.constrained import ChoiceReading, choice_request, read_choice
 
 SUPPORTED, NOT_SUPPORTED, IRRELEVANT, UNRATED = "supported", "not_supported", "irrelevant", "unrated"
 RESPONSE_POSTAMBLE = ("Provide as many specific details and examples as possible (such as names of people, "
@@ -186,33 +188,9 @@ def parse_code_block(text: str) -> str | None:
     return None
 
 
-# A verdict is the bracketed label that ends the answer, alone ("[Supported]", "[Not Supported]",
-# optionally followed by a full stop). Prose is never read: "unsupported", "not supported",
-# "cannot be determined", a label in the middle of the reasoning or a negated one is no verdict.
-_FINAL_LABEL = re.compile(r"(?:^|[\s:>*])\[\s*(not\s+supported|supported|not\s+foo|foo)\s*\][\s.*]*$", re.IGNORECASE)
-_NEGATED = re.compile(r"(?:\bnot|n't|\bnever|\bno)\s*$", re.IGNORECASE)
-
-
-def _final_label(text: str) -> str | None:
-    m = _FINAL_LABEL.search(text.strip())
-    if m is None or _NEGATED.search(text.strip()[: m.start(1)].rstrip("[ \t")):
-        return None
-    return re.sub(r"\s+", " ", m.group(1).lower())
-
-
-def parse_relevance(text: str) -> bool | None:
-    """True for a final [Foo], False for [Not Foo], None (unknown) otherwise; SAFE then treats
-    the fact as relevant, but a negation is never read as a label."""
-    label = _final_label(text)
-    return None if label is None or "supported" in label else label == "foo"
-
-
-def parse_rating(text: str) -> str | None:
-    """SUPPORTED / NOT_SUPPORTED from a final [Supported]/[Not Supported]; None otherwise."""
-    label = _final_label(text)
-    if label is None or "foo" in label:
-        return None
-    return NOT_SUPPORTED if label.startswith("not") else SUPPORTED
+RELEVANCE_LABELS = ("Foo", "Not Foo")
+RATING_LABELS = ("Supported", "Not Supported")
+RATING_QUESTION = "So, is the STATEMENT supported by the KNOWLEDGE? Answer Supported or Not Supported."
 
 
 def parse_query(text: str) -> str | None:
@@ -283,6 +261,15 @@ class _Asker:
         request = user_request(render(template, variables), temperature=self.cfg.temperature,
                                max_tokens=max_tokens or self.cfg.max_tokens, stop=stop or [],
                                seed=stable_seed("safe", self.cfg.seed, template, *key))
+        return await self._send(request)
+
+    async def choose(self, messages: list[dict[str, str]], labels: tuple[str, ...], *key: Any) -> ChoiceReading:
+        """A constrained choice among `labels`; a refused request or a non-label answer is unknown."""
+        request = choice_request(messages, labels, seed=stable_seed("safe-choice", self.cfg.seed, *key))
+        response = await self._send(request)
+        return read_choice(response, labels) if response is not None else ChoiceReading(None)
+
+    async def _send(self, request: ChatRequest) -> ChatResponse | None:
         try:
             response = (await self.model.chat([request]))[0]
         except InvalidRequestError:
@@ -303,6 +290,7 @@ class FactResult:
     evidence: list[dict[str, str]] = field(default_factory=list)
     label: str = UNRATED
     detail: str = ""
+    probs: dict[str, float] = field(default_factory=dict)  # the rater's label probabilities, when given
 
 
 async def _split(ask: _Asker, response: str) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
@@ -335,10 +323,9 @@ async def _revise(ask: _Asker, response: str, fact: FactResult) -> None:
 
 
 async def _relevance(ask: _Asker, prompt: str, response: str, fact: FactResult) -> None:
-    reply = await ask("eval_safe_relevance.j2", {"prompt": prompt, "response": response, "fact": fact.revised},
-                      "relevance", prompt, fact.revised, max_tokens=min(ask.cfg.max_tokens, 64), stop=["QUESTION:"])
-    verdict = parse_relevance(reply.text) if reply is not None else None
-    fact.relevant = verdict is not False  # unknown = relevant, as in SAFE
+    text = render("eval_safe_relevance.j2", {"prompt": prompt, "response": response, "fact": fact.revised})
+    reading = await ask.choose([{"role": "user", "content": text}], RELEVANCE_LABELS, "relevance", prompt, fact.revised)
+    fact.relevant = reading.label != "Not Foo"  # unknown = relevant, as in SAFE; a negation is never "Foo"
     if not fact.relevant:
         fact.label = IRRELEVANT
 
@@ -356,14 +343,23 @@ async def _rate(ask: _Asker, search: SearchBackend, fact: FactResult) -> None:
             fact.evidence.append({"query": query, "title": r.title, "text": r.text, "source": r.source})
             if r.text not in knowledge:
                 knowledge.append(r.text)
+    variables = {"knowledge": knowledge, "fact": fact.revised}
     for attempt in range(cfg.rate_retries + 1):
-        reply = await ask("eval_safe_rate.j2", {"knowledge": knowledge, "fact": fact.revised}, "rate", fact.revised,
-                          attempt, stop=["STATEMENT:", "KNOWLEDGE:"])
-        verdict = parse_rating(reply.text) if reply is not None else None
-        if verdict is not None:
-            fact.label, fact.detail = verdict, reply.text.strip()[-300:] if reply else ""
+        # SAFE's rater reasons step by step first; the verdict is then asked as a constrained
+        # choice on that reasoning, so it is never read from prose ("unsupported", "cannot be
+        # determined" and the like are no verdict).
+        reply = await ask("eval_safe_rate.j2", variables, "rate", fact.revised, attempt, stop=["STATEMENT:", "KNOWLEDGE:"])
+        reasoning = reply.text.strip() if reply is not None else ""
+        messages = [{"role": "user", "content": render("eval_safe_rate.j2", variables)},
+                    {"role": "assistant", "content": reasoning or "(no reasoning)"},
+                    {"role": "user", "content": RATING_QUESTION}]
+        reading = await ask.choose(messages, RATING_LABELS, "rate", fact.revised, attempt)
+        if reading.label is not None:
+            fact.label = SUPPORTED if reading.label == "Supported" else NOT_SUPPORTED
+            fact.probs = reading.probs
+            fact.detail = reasoning[-300:]
             return
-    fact.label, fact.detail = UNRATED, "no [Supported]/[Not Supported] verdict in the rater's answer"
+    fact.label, fact.detail = UNRATED, "the rater gave no lone Supported / Not Supported verdict"
 
 
 async def safe_rate_response(model: Model, search: SearchBackend, prompt: str, response: str,
