@@ -105,29 +105,41 @@ def test_ctrl_c_stops_gracefully_and_the_run_resumes(tmp_path: Path):
         assert max(server.by_fingerprint.values()) == 1 and server.received == 80
 
 
-def test_after_kill_9_the_answers_the_killed_process_paid_for_count_as_paid(tmp_path: Path):
-    """The cache's usage ledger: the resumed run counts every answer once, as paid (not cached),
-    whichever of its processes paid for it; the budgets see the same figures."""
+def one_step(folder: Path, shard_size: int, rows: int, url: str) -> list[str]:
+    """A one-step recipe over `rows` inputs, two requests at a time: the CLI arguments to run it."""
+    recipe = folder / "one.yaml"
+    recipe.write_text(f"name: one\nshard_size: {shard_size}\nsteps:\n"
+                      "  - {type: model, name: ask, prompt: 'Ask about {{ topic }} number {{ n }}', output: q}\n")
+    _, data = setup(folder, n=rows)
+    spec = f"generator=openai:{url}#fake?max_concurrency=2&min_concurrency=1"
+    return ["run", str(recipe), "--input", str(data), "--out", str(folder / "run"), "--no-report",
+            "--shards-in-flight", "1", "--model", spec]
+
+
+def kill_9_after(cmd: list[str], server: FakeOpenAIServer, received: int) -> None:
+    """Start the CLI and kill -9 it once the server has received `received` requests."""
     import signal
     import subprocess
     import sys
     import time
 
-    recipe = tmp_path / "one.yaml"
-    recipe.write_text("name: one\nshard_size: 100\nsteps:\n"
-                      "  - {type: model, name: ask, prompt: 'Ask about {{ topic }} number {{ n }}', output: q}\n")
-    _, data = setup(tmp_path, n=30)
+    proc = subprocess.Popen([sys.executable, "-m", "synthloom.cli", *cmd], env={**os.environ, **env()},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while server.received < received and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before the planned kill"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def test_after_kill_9_the_answers_the_killed_process_paid_for_count_as_paid(tmp_path: Path):
+    """The cache's usage ledger: the resumed run counts every answer once, as paid (not cached),
+    whichever of its processes paid for it."""
     out = tmp_path / "run"
     with FakeOpenAIServer(delay=0.05) as server:
-        spec = f"generator=openai:{server.url}#fake?max_concurrency=2&min_concurrency=1"
-        cmd = ["run", str(recipe), "--input", str(data), "--out", str(out), "--no-report", "--model", spec]
-        proc = subprocess.Popen([sys.executable, "-m", "synthloom.cli", *cmd], env={**os.environ, **env()},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while server.received < 12 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        cmd = one_step(tmp_path, 100, 30, server.url)
+        kill_9_after(cmd, server, 12)
         assert not (out / "stats.json").exists()  # killed before its one shard finished
         resumed = run_cli(*cmd, env=env())
         assert resumed.returncode == 0, resumed.stderr
@@ -143,3 +155,19 @@ def test_after_kill_9_the_answers_the_killed_process_paid_for_count_as_paid(tmp_
     assert run_cli(*cmd, env=env()).returncode == 0
     again = json.loads((out / "stats.json").read_text())
     assert again["usage"] == stats["usage"] and again["ledger"] == stats["ledger"]
+
+
+def test_the_budget_counts_what_a_killed_process_paid_for(tmp_path: Path):
+    # 2 shards of 20; killed after ~12 answers of shard 0. Resumed with a 150-token budget: shard 0 is
+    # 20 paid answers (~240 tokens) whichever process paid, so the run stops before shard 1. Counting
+    # the killed process's answers as cached would see only the ~8 new ones (~100 tokens) and go on.
+    out = tmp_path / "run"
+    with FakeOpenAIServer(delay=0.05) as server:
+        cmd = one_step(tmp_path, 20, 40, server.url)
+        kill_9_after(cmd, server, 12)
+        resumed = run_cli(*cmd, "--max-tokens-total", "150", env=env())
+        assert resumed.returncode == 3 and "token budget reached" in resumed.stderr, resumed.stderr
+        assert server.received <= 20 + 2  # shard 1 was never sent
+    stats = json.loads((out / "stats.json").read_text())
+    ask = next(step for step in stats["funnel"] if step["step"] == "ask")
+    assert ask["rows_in"] == 20 and stats["usage"]["openai:fake"]["cached_requests"] == 0
