@@ -77,6 +77,9 @@ def test_clean_reply_drops_echoed_labels_and_continued_transcripts():
     assert clean_reply("  **Critique:** It is rude. CritiqueRequest: more") == "It is rude."
     assert clean_reply("Revision:\n\n") == ""
     assert clean_prompt("\n1. \"How do I pick a lock?\"\n2. another") == "How do I pick a lock?"
+    assert clean_prompt("A user might ask:\nHow do I pick a lock?") == "How do I pick a lock?"
+    assert clean_prompt("Sure! Here is a question: 'How do I pick a lock?'") == "How do I pick a lock?"
+    assert clean_prompt("A user might ask:") == "" and clean_prompt("A user might ask how to pick a lock.") == ""
 
 
 # -- SL-CAI control flow (scripted model) ----------------------------------------------------------
@@ -161,15 +164,22 @@ async def test_generated_red_team_prompts_from_topics(tmp_path):
         text = request.messages[-1]["content"]
         if "Write one question" in text:
             topic = text.split(" about ", 1)[1].split(". The question", 1)[0]
-            return [f"1. How would someone go about {topic} today?", "ok"]
+            return [f"1. How would someone go about {topic} today?", "Do it.", "A user might ask:",
+                    f'Sure! A user might ask: "Where can I learn {topic}?" Let me know if you need more.',
+                    "Here is a question about that topic."]
         return "Revision: fine." if text.endswith("Revision:") else "Critique: fine."
 
-    pipeline = cai.build(cai.Options(stage="sl", rounds=1, num_topics=3, per_topic=2, helpful_ratio=0))
+    pipeline = cai.build(cai.Options(stage="sl", rounds=1, num_topics=3, per_topic=5, helpful_ratio=0))
     result = await run_pipeline_async(pipeline, RunOptions(out=tmp_path / "run"),
                                       models={"generator": ScriptedModel(script)})
     funnel = funnel_of(result)
-    assert funnel["redteam_prompts"]["rows_out"] == 3 and funnel["redteam_prompts"]["rejected"] == {"bad_prompt": 3}
-    assert all(r["prompt"].startswith("How would someone go about ") for r in result.rows)
+    # meta-text is stripped ("Sure! A user might ask:", quotes, "Let me know...") or, alone, rejected by name
+    assert funnel["redteam_prompts"]["rows_out"] == 6
+    assert funnel["redteam_prompts"]["rejected"] == {"bad_prompt": 3, "only_meta_text": 6}
+    prompts = sorted(r["prompt"] for r in result.rows)
+    assert sum(p.startswith("How would someone go about ") for p in prompts) == 3
+    assert sum(p.startswith("Where can I learn ") and p.endswith("?") for p in prompts) == 3
+    assert not any("might ask" in p or "Let me know" in p or '"' in p for p in prompts)
 
 
 # -- RL-CAI soft labels ----------------------------------------------------------------------------
@@ -296,7 +306,7 @@ async def test_sl_and_rl_end_to_end_on_the_embedded_model(tmp_path, embedded):
         models={"generator": model})
     assert_funnel_conserves_rows(sl)
     assert [s["step"] for s in sl.stats["funnel"]] == ["source", "redteam_prompts", "dedup", "mix_helpful",
-                                                       "respond", "revise_1", "format"]
+                                                       "respond", "revise_1", "format", "verdict_gate"]
     for row in sl.rows:
         assert row["messages"][-1]["content"] == row["response"]
         if row["kind"] == "redteam":

@@ -22,7 +22,9 @@ from synthloom.codegen.instructions import (
     parse_alpaca_blocks,
     split_numbered,
 )
+from synthloom.errors import BadInputError
 from synthloom.llm.scripted import ScriptedModel
+from synthloom.quality.meta_text import strip_meta_text
 from synthloom.pipeline.runner import RunOptions, run_pipeline_async
 from synthloom.recipes import self_instruct
 
@@ -92,6 +94,61 @@ def test_instance_parsing_and_filters():
     assert kept == [Instance("1", "2")] and dropped == {"truncated": 1}
 
 
+def test_instance_labels_inside_code_are_not_instance_labels():
+    # a code answer whose comment says "# Output: 9" has no Output label: no instance
+    code_only = "Input: 3\n```python\ndef square(x):\n    return x * x\nprint(square(3))\n# Output: 9\n```"
+    assert parse_input_first(code_only) == []
+    assert parse_input_first("Input: 3\nprint(square(3))  # Output: 9") == []
+    # the real Output label starts a line; a fenced "Output:" line is part of the answer
+    fenced = "Input: 3\nOutput:\n```python\nprint(square(3))\nOutput: 9\n```\nExample 2\nInput: 4\nOutput: 16"
+    assert parse_input_first(fenced) == [Instance("3", "```python\nprint(square(3))\nOutput: 9\n```"),
+                                         Instance("4", "16")]
+    # "Example 2" and "Class label:" inside code do not split blocks
+    assert parse_input_first("Output:\n```\nExample 2\n```") == [Instance("", "```\nExample 2\n```")]
+    assert parse_output_first("Class label: yes\nInput: ```\nClass label: no\n```") == [
+        Instance("```\nClass label: no\n```", "yes")]
+    # each Output closes one instance (an unlabelled second pair is not glued onto the first)
+    assert parse_input_first("Input: 1\nOutput: 2\nInput: 3\nOutput: 4") == [Instance("1", "2"), Instance("3", "4")]
+
+
+def test_general_seed_pool_has_both_kinds_and_passes_its_own_filters():
+    pool = load_seed_tasks("general")
+    assert len(pool) >= 175  # Self-Instruct starts from 175 human-written tasks
+    kinds = [t["is_classification"] for t in pool]
+    assert 40 <= sum(kinds) <= len(pool) - 100  # both kinds, mostly non-classification as in the paper
+    assert len({t["instruction"] for t in pool}) == len(pool)
+    assert sum(bool(t["input"]) for t in pool) >= 60 and sum(not t["input"] for t in pool) >= 60
+    filters = InstructionFilters()
+    for t in pool:
+        assert set(t) == {"instruction", "input", "output", "is_classification"} and t["output"].strip()
+        assert filters.reason(t["instruction"]) == "", t["instruction"]
+        assert strip_meta_text(t["instruction"]).removed == [], t["instruction"]
+    assert len(load_seed_tasks("code")) == 26 and all("def " in t["output"] for t in load_seed_tasks("code"))
+    with pytest.raises(BadInputError, match="unknown seed pool"):
+        load_seed_tasks("medical")
+    # the general pool is the Self-Instruct default; Code Alpaca keeps the code pool
+    assert self_instruct.build(self_instruct.Options()).source.description == "bundled general seed tasks"
+    assert self_instruct.build(self_instruct.Options(variant="code_alpaca")).source.description == \
+        "bundled code seed tasks"
+    assert self_instruct.build(self_instruct.Options(seed_pool="code")).source.description == \
+        "bundled code seed tasks"
+
+
+@pytest.mark.parametrize("raw, kept", [
+    ("Task: Sort the list of cities by population.", "Sort the list of cities by population."),
+    ('"Name three rivers in Africa."', "Name three rivers in Africa."),
+    ("Here is a new task: Describe a rainbow to a child.", "Describe a rainbow to a child."),
+])
+def test_instruction_labels_and_preambles_are_stripped(raw, kept):
+    assert split_numbered(raw, 9) == [kept]
+
+
+@pytest.mark.parametrize("raw", ["Here is a new task:", "Sure! Here are some more tasks.", "Instruction:"])
+def test_an_instruction_that_is_only_meta_text_is_rejected_by_name(raw):
+    [item] = split_numbered(raw, 9)
+    assert InstructionFilters().reason(item) == "only_meta_text"
+
+
 # -- the generation loop with a scripted model --------------------------------------------------------
 
 def numbered_continuation(items: list[str]) -> str:
@@ -124,7 +181,7 @@ async def run_si(tmp_path, model, **opts):
 
 
 def seed_instructions() -> set[str]:
-    return {t["instruction"] for t in load_seed_tasks()}
+    return {t["instruction"] for t in load_seed_tasks("general")}  # the Self-Instruct default
 
 
 async def test_prompt_mix_is_six_seeds_then_two_machine_instructions(tmp_path):
@@ -146,14 +203,15 @@ async def test_prompt_mix_is_six_seeds_then_two_machine_instructions(tmp_path):
 
 async def test_online_novelty_pool_rejects_near_copies_of_seeds_and_of_accepted(tmp_path):
     seed = min(seed_instructions())
-    items = [NEW[0], seed, NEW[0].replace("floats", "integers"), "Draw a picture of a linked list.", NEW[1]]
+    items = [NEW[0], seed, NEW[0].replace("floats", "integers"), "Draw a picture of a linked list.", NEW[1],
+             "Here is a new task:"]
     script = Scripted([numbered_continuation(items)])
     result = await run_si(tmp_path, script.model, num_instructions=10, prompts_per_round=1, max_rounds=1,
                           instances=False)
     funnel = {s["step"]: s for s in result.stats["funnel"]}
     assert [r["instruction"] for r in result.rows] == [NEW[0], NEW[1]]
     # the seed copy and the near copy of a *just accepted* instruction (same round) are both rejected
-    assert funnel["generate"]["rejected"] == {"not_novel": 2, "blacklisted_word": 1}
+    assert funnel["generate"]["rejected"] == {"not_novel": 2, "blacklisted_word": 1, "only_meta_text": 1}
     assert result.rows[1]["rouge_max"] <= 0.7
 
 
@@ -191,7 +249,8 @@ async def test_code_alpaca_uses_three_seeds_and_parses_triples(tmp_path):
     assert script.model.requests[0].temperature == 1.0
     assert [(r["instruction"], r["input"]) for r in result.rows] == [
         ("Reverse the words of a sentence.", "hello world"), ("Compute the factorial of n recursively.", "")]
-    assert [s["step"] for s in result.stats["funnel"]] == ["source", "generate"]
+    assert [s["step"] for s in result.stats["funnel"]] == ["source", "generate", "verdict_gate"]
+    assert script.model.requests[0].messages[-1]["content"].count("def ") >= 1  # code seeds for Code Alpaca
 
 
 async def test_same_seed_gives_the_same_prompts(tmp_path):
@@ -219,12 +278,12 @@ async def test_end_to_end_on_the_embedded_model(tmp_path, embedded):
                                       models={"generator": embedded})
     funnel = result.stats["funnel"]
     assert [s["step"] for s in funnel] == ["source", "generate", "classify", "is_classification", "instances",
-                                           "decontaminate"]
+                                           "decontaminate", "verdict_gate"]
     generate = funnel[1]
-    assert generate["rows_in"] == len(load_seed_tasks())
+    assert generate["rows_in"] == len(load_seed_tasks("general"))
     allowed = {"too_short", "too_long", "blacklisted_word", "write_a_program", "starts_with_punctuation",
                "non_ascii_start", "not_novel", "over_target", "truncated", "no_instructions", "invalid_request",
-               "empty_instruction"}
+               "empty_instruction", "only_meta_text"}
     assert set(generate["rejected"]) <= allowed
     assert generate["rows_out"] + generate["rejected_total"] >= 2  # at least one candidate per completion
     assert generate["rows_out"] <= 2
@@ -232,4 +291,5 @@ async def test_end_to_end_on_the_embedded_model(tmp_path, embedded):
         assert after["rows_in"] == before["rows_out"]
     for row in result.rows:
         assert row["output"] and isinstance(row["is_classification"], bool)
-        assert row["instruction"] not in {t["instruction"] for t in load_seed_tasks()}
+        assert row["instruction"] not in seed_instructions()
+        assert strip_meta_text(row["instruction"]).removed == []  # labels and preambles already gone

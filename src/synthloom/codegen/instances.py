@@ -2,6 +2,10 @@
 
 Classification tasks are generated output-first (a class label, then an input for it) so labels
 stay balanced; other tasks input-first (TECHNIQUES.md §2, pitfall ii).
+
+A field label ("Input:", "Output:", "Class label:", "Example 2") counts only at the start of a
+line outside fenced code: `print(f(3))  # Output: 9` inside a code answer is part of the answer,
+never an instance's label.
 """
 
 from __future__ import annotations
@@ -10,10 +14,8 @@ import random
 import re
 from dataclasses import dataclass
 
-_EXAMPLE_SPLIT = re.compile(r"(?i)\bexample\s*\d+\s*:?")
-_LABEL_SPLIT = re.compile(r"(?i)class\s*label\s*:")
-_INPUT = re.compile(r"(?is)\binput\s*:\s*(.*?)(?=\boutput\s*:|\Z)")
-_OUTPUT = re.compile(r"(?is)\boutput\s*:\s*(.*)")
+_EXAMPLE = re.compile(r"(?i)^[ \t]*example[ \t]*\d+[ \t]*[:.]?[ \t]*")
+_FIELD = re.compile(r"(?i)^(input|output|class\s*label)\s*:[ \t]*(.*)$")
 _NO_INPUT = {"", "none", "n/a", "not applicable", "<noinput>", "<no input>", "no input"}
 
 _YES = re.compile(r"(?i)^\W*yes\b")
@@ -49,32 +51,52 @@ def _clean_input(text: str) -> str:
     return "" if text.lower().strip(".") in _NO_INPUT else text
 
 
+def labelled_fields(text: str) -> list[tuple[str, str]]:
+    """(label, value) pairs in order: a label starts a line outside a code fence; the lines up to
+    the next label are its value ("Example 2" lines are ("example", "")). Text before the first
+    label is ignored."""
+    fields: list[tuple[str, list[str]]] = []
+    in_fence = False
+    for line in text.splitlines():
+        example = None if in_fence else _EXAMPLE.match(line)
+        m = None if in_fence else _FIELD.match(line[example.end():] if example else line.lstrip())
+        if line.count("```") % 2:  # opens or closes a fence ("Output: ```python" opens one)
+            in_fence = not in_fence
+        if example:
+            fields.append(("example", [""]))
+        if m:
+            fields.append((re.sub(r"\s+", " ", m.group(1).lower()), [m.group(2)]))
+        elif fields and not example:
+            fields[-1][1].append(line)
+    return [(label, "\n".join(lines).strip()) for label, lines in fields]
+
+
 def parse_input_first(completion: str) -> list[Instance]:
-    """`Example 1\\nInput: ...\\nOutput: ...` blocks (input optional)."""
+    """`Example 1\\nInput: ...\\nOutput: ...` blocks (input optional); each Output closes one instance."""
     out = []
-    for block in _EXAMPLE_SPLIT.split(completion):
-        if not block or not block.strip():
-            continue
-        m_out = _OUTPUT.search(block)
-        if not m_out:
-            continue
-        m_in = _INPUT.search(block)
-        out.append(Instance(_clean_input(m_in.group(1)) if m_in else "", m_out.group(1).strip()))
+    pending = ""
+    for label, value in labelled_fields(completion):
+        if label == "input":
+            pending = value
+        elif label == "output":
+            out.append(Instance(_clean_input(pending), value))
+            pending = ""
+        else:  # a new example: an input without an output is dropped
+            pending = ""
     return out
 
 
 def parse_output_first(completion: str) -> list[Instance]:
-    """`Class label: X\\nInput: ...` blocks: the label is the output, the text after Input the input."""
-    out = []
-    for block in _LABEL_SPLIT.split(completion)[1:]:
-        label, _, rest = block.partition("\n")
-        m_in = _INPUT.search(rest) or _INPUT.search(block)
-        label = label.strip()
-        if m_in is None:
-            out.append(Instance("", label))
-            continue
-        out.append(Instance(_clean_input(m_in.group(1)), label))
-    return out
+    """`Class label: X\\nInput: ...` blocks: the label is the output, the first Input after it the input."""
+    out: list[Instance] = []
+    inputs: list[str | None] = []
+    for label, value in labelled_fields(completion):
+        if label == "class label":
+            out.append(Instance("", value.split("\n", 1)[0].strip()))
+            inputs.append(None)
+        elif label == "input" and inputs and inputs[-1] is None:
+            inputs[-1] = value
+    return [Instance(_clean_input(i or ""), inst.output) for inst, i in zip(out, inputs)]
 
 
 def instance_reason(inst: Instance) -> str:

@@ -21,8 +21,12 @@ from synthloom.quality.filters import (
     SELF_INSTRUCT_BLACKLIST,
     blacklisted_words,
 )
+from synthloom.quality.meta_text import strip_meta_text
 
-SEED_FILE = "data/code_seed_tasks.jsonl"
+# General pool: 182 tasks written for this project, classification and not (Self-Instruct starts
+# from 175 such human-written tasks, Wang et al. 2022); code pool: the Code Alpaca variant's seeds.
+SEED_FILES = {"general": "data/self_instruct_seed_tasks.jsonl", "code": "data/code_seed_tasks.jsonl"}
+SEED_FILE = SEED_FILES["code"]
 
 # Self-Instruct splits a completion into items on "<n>. " at a line start.
 _NUMBERED = re.compile(r"\n\d+\s?\.\s")
@@ -30,24 +34,33 @@ _NUMBERED = re.compile(r"\n\d+\s?\.\s")
 _ALPACA_FIELD = r"{idx}\.\s+(Instruction|Input|Output):"
 
 
-def load_seed_tasks() -> list[dict[str, Any]]:
-    """The bundled code seed tasks (instruction, input, output, entry_point, tests, is_classification)."""
-    text = resources.files("synthloom.recipes").joinpath(SEED_FILE).read_text(encoding="utf-8")
+def load_seed_tasks(pool: str = "code") -> list[dict[str, Any]]:
+    """A bundled seed pool: "general" (instruction, input, output, is_classification) or "code"
+    (also entry_point and tests)."""
+    if pool not in SEED_FILES:
+        raise BadInputError(f"unknown seed pool {pool!r}; known: {', '.join(SEED_FILES)}")
+    name = SEED_FILES[pool]
+    text = resources.files("synthloom.recipes").joinpath(name).read_text(encoding="utf-8")
     rows = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         row = json.loads(line)
-        if not str(row.get("instruction", "")).strip():
-            raise BadInputError(f"{SEED_FILE}:{lineno}: seed task has no instruction")
+        if not str(row.get("instruction", "")).strip() or not str(row.get("output", "")).strip():
+            raise BadInputError(f"{name}:{lineno}: seed task needs an instruction and an output")
+        if not isinstance(row.get("is_classification"), bool):
+            raise BadInputError(f"{name}:{lineno}: is_classification must be true or false")
         rows.append(row)
     return rows
 
 
 def normalise_instruction(text: str) -> str:
-    """Collapse whitespace, strip list debris and capitalise, as Self-Instruct does."""
+    """Collapse whitespace, strip list debris and capitalise, as Self-Instruct does; removable
+    meta-text ("Task:", "Here is a new task:", wrapping quotes) goes too. Text that is only
+    meta-text is left as it is, for `InstructionFilters` to reject by name."""
     text = re.sub(r"\s+", " ", text).strip()
-    text = text.strip(" \"'")
+    cleaned = strip_meta_text(text)
+    text = (cleaned.text if cleaned.ok else text).strip(" \"'")
     return text[:1].upper() + text[1:] if text else text
 
 
@@ -67,6 +80,8 @@ class InstructionFilters:
 
     def reason(self, instruction: str) -> str:
         """"" if the instruction is kept, else the name of the first filter that rejects it."""
+        if not strip_meta_text(instruction).ok:
+            return "only_meta_text"  # "Here is a new task:" with no task after it
         n_words = len(instruction.split())
         if n_words < self.min_words:
             return "too_short"

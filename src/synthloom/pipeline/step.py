@@ -82,6 +82,7 @@ STEP_MODULES = (
     "synthloom.pipeline.model_step",
     "synthloom.pipeline.pipeline",
     "synthloom.quality.steps",
+    "synthloom.quality.meta_text",
     "synthloom.recipes.math_steps",
     "synthloom.eval.steps",
     "synthloom.recipes.multimodal_steps",

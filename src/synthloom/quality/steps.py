@@ -25,6 +25,7 @@ from synthloom.quality.benchmarks_data import load_benchmark
 from synthloom.quality.decontam import DEFAULT_NGRAM, JudgeKind, decontaminate
 from synthloom.quality.minhash import MinHashSettings, exact_dedup, minhash_dedup
 from synthloom.quality.rouge import NoveltyPool
+from synthloom.quality.meta_text import meta_text
 from synthloom.quality.semdedup import DEFAULT_COSINE_THRESHOLD, semantic_dedup
 from synthloom.llm.base import InvalidRequestError, TextScore
 from synthloom.records import META, Row
@@ -174,6 +175,7 @@ _FILTERS: dict[str, Any] = {
     "language": F.language,
     "leaked_template": F.leaked_template,
     "blacklisted_words": F.blacklisted_words,
+    "meta_text": meta_text,
 }
 
 

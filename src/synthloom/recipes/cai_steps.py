@@ -30,6 +30,7 @@ from synthloom.errors import BadInputError
 from synthloom.llm.base import InvalidRequestError
 from synthloom.pipeline.step import Rejected, Step, StepContext, StepKind, register_step
 from synthloom.pipeline.templates import PromptTemplate
+from synthloom.quality.meta_text import strip_meta_text
 from synthloom.records import META, Row, source_meta
 
 # Labels a small model echoes from the prompt; the reply is cut where the transcript format resumes.
@@ -50,8 +51,12 @@ def clean_reply(text: str) -> str:
 
 
 def clean_prompt(text: str) -> str:
-    """One generated red-team question: first non-empty line, without numbering, labels or quotes."""
-    for line in text.splitlines():
+    """One generated red-team question: first non-empty line, without numbering, labels, quotes or
+    meta-text ("A user might ask:", "Sure! Here is a question:"); '' when only meta-text is left."""
+    stripped = strip_meta_text(text)
+    if not stripped.ok:
+        return ""
+    for line in stripped.text.splitlines():
         line = _NUMBERING.sub("", _LEADING_LABEL.sub("", line.strip())).strip().strip('"').strip()
         if line:
             return line
@@ -140,6 +145,9 @@ class RedTeamPrompts(Step):
         out: list[Any] = []
         for i, choice in enumerate(response.choices):
             prompt = clean_prompt(choice.text)
+            if not prompt and choice.text.strip():
+                out.append(Rejected("only_meta_text", row, f"no question, only meta-text: {choice.text[:120]!r}"))
+                continue
             if len(prompt.split()) < self.min_words:
                 out.append(Rejected("bad_prompt", row, f"fewer than {self.min_words} words: {choice.text[:120]!r}"))
                 continue

@@ -1,4 +1,8 @@
-"""instruct: topic-seeded instruction generation with answers (a small Self-Instruct-style recipe)."""
+"""instruct: topic-seeded instruction generation with answers (a small Self-Instruct-style recipe).
+
+Generated instructions lose preambles, labels, wrapping quotes and sign-offs ("Sure! Here is a
+task:", "Task:", "Let me know if..."); one that is only such meta-text is rejected (`only_meta_text`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pydantic import Field
 from synthloom.pipeline.builtins import ExactDedup, FormatAs, LengthFilter
 from synthloom.pipeline.model_step import ModelStep
 from synthloom.pipeline.pipeline import Pipeline, Source
+from synthloom.quality.meta_text import StripMetaText
 from synthloom.quality.steps import DecontaminateStep, QualityFiltersStep
 from synthloom.recipes.registry import RecipeOptions
 
@@ -34,6 +39,8 @@ def build(options: Options) -> Pipeline:
     steps = [
         ModelStep(name="instruction", prompt="instruct_generate.j2", output="instruction", n=options.per_topic,
                   temperature=0.9, max_tokens=48, stop=["\n"]),
+        # "Here's a possible task within this text:" / "Task: ..." -> the task alone, or rejected
+        StripMetaText(name="meta_text", column="instruction"),
         LengthFilter(name="instruction_length", column="instruction", min=15, max=400),
         ExactDedup(name="dedup", columns=["instruction"]),
         ModelStep(name="response", prompt="instruct_respond.j2", output="output", temperature=0.3,

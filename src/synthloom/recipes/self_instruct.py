@@ -1,11 +1,15 @@
-"""self_instruct: Self-Instruct (Wang et al. 2022) and Code Alpaca instruction bootstrapping for code.
+"""self_instruct: Self-Instruct (Wang et al. 2022) and Code Alpaca instruction bootstrapping.
 
-Seeds are the bundled code tasks (or `--input` rows with an `instruction` column). The generation
+Seeds: Self-Instruct starts from the bundled general pool (182 tasks written for this project,
+classification and not, like the paper's 175); Code Alpaca from the 26 bundled code tasks; either
+can take the other pool (`seed_pool`) or `--input` rows with an `instruction` column. The generation
 loop is iterative and online: each round prompts with seed (+ machine) instructions, filters the
 completions and admits an instruction only if its ROUGE-L against every seed and every accepted
 instruction is <= 0.7. Self-Instruct then labels each task classification or not and generates
 instances output-first (classification) or input-first; Code Alpaca gets instruction, input and
-output in one completion. The final step drops rows overlapping HumanEval.
+output in one completion. Preambles and labels around an instruction ("Task:", "Here is a new
+task:") are stripped, and an instruction that is only such meta-text is rejected. The final step
+drops rows overlapping HumanEval.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from synthloom.recipes.code_steps import (
 from synthloom.recipes.registry import RecipeOptions
 
 NAME = "self_instruct"
-DESCRIPTION = ("Self-Instruct / Code Alpaca: bootstrap code instructions from seed tasks with an online "
-               "ROUGE-L novelty pool, then classification-aware instance generation.")
+DESCRIPTION = ("Self-Instruct / Code Alpaca: bootstrap instructions from seed tasks (general or code) with an "
+               "online ROUGE-L novelty pool, then classification-aware instance generation.")
 
 # Decoding of the official scripts: Self-Instruct (davinci) and Code Alpaca (text-davinci-003).
 _DECODING = {"self_instruct": (0.7, 0.5), "code_alpaca": (1.0, 1.0)}
@@ -38,6 +42,9 @@ class Options(RecipeOptions):
     variant: Literal["self_instruct", "code_alpaca"] = Field(
         "self_instruct", description="self_instruct: 8-instruction prompts (2 machine + 6 seed); "
                                      "code_alpaca: 3 seed tasks per prompt asking for 20 tasks")
+    seed_pool: Literal["general", "code"] | None = Field(
+        None, description="bundled seed tasks: general (182 tasks, the Self-Instruct default) or code "
+                          "(26 tasks, the Code Alpaca default)")
     num_instructions: int = Field(20, ge=1, description="stop once this many new instructions are accepted")
     prompts_per_round: int = Field(5, ge=1, le=64, description="prompts sent concurrently per round")
     max_rounds: int = Field(10, ge=1, description="stop after this many rounds even below the target")
@@ -76,5 +83,7 @@ def build(options: Options) -> Pipeline:
         columns = ["instruction", "input", "output"]
     if options.decontaminate:
         steps.append(DecontaminateStep(name="decontaminate", columns=columns, benchmarks=["humaneval"]))
-    return Pipeline(NAME, steps, source=Source(generator=load_seed_tasks, description="bundled code seed tasks"),
+    pool = options.seed_pool or ("code" if options.variant == "code_alpaca" else "general")
+    return Pipeline(NAME, steps, source=Source(generator=lambda: load_seed_tasks(pool),
+                                               description=f"bundled {pool} seed tasks"),
                     models={"generator": "embedded"}, description=DESCRIPTION)
