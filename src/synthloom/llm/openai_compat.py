@@ -451,7 +451,8 @@ class OpenAIModel:
                 continue
             if self._fatal is not None and not completions:
                 limiter.release()  # the endpoint is known wrong: fail fast, send nothing more
-                raise self._fatal
+                fatal = self._fatal
+                raise type(fatal)(str(fatal), fatal.status, fatal.server_message)
             replica.outstanding += 1
             replica.sent += 1
             stats.attempts += 1
@@ -622,7 +623,7 @@ class OpenAIModel:
         else:
             fix = f"the key in ${self.api_key_env} was refused; set a valid key"
         what = "authentication failed" if status == 401 else "access denied"
-        return AuthenticationError(f"{what} at {replica.base_url} (HTTP {status}): {fix}")
+        return AuthenticationError(f"{what} at {replica.base_url} (HTTP {status}): {fix}", status)
 
     def _rejected(self, status: int, body: bytes, replica: Replica) -> ServerRejectedError | EndpointError:
         """A 4xx that retrying cannot fix: about this request (the row is rejected) or about the
