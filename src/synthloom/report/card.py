@@ -52,6 +52,7 @@ def render_card(pipeline: Any, stats: dict[str, Any]) -> str:
         lines += [pipeline.description, ""]
     if not stats.get("complete", True):
         lines += ["> The run that wrote this card did not finish; the data holds the rows finished so far.", ""]
+    lines += verification_lines(stats)
     lines += ["## Models", "", "| role | model |", "|---|---|"]
     lines += [f"| {role} | `{ident}` |" for role, ident in stats.get("models", {}).items()]
     lines += ["", "## Yield funnel", "", "| step | in | out | rejected | top reasons |", "|---|---|---|---|---|"]
@@ -66,6 +67,19 @@ def render_card(pipeline: Any, stats: dict[str, Any]) -> str:
                      f"{u.get('requests', 0)} | {u.get('cached_requests', 0)} | {u.get('cost_usd', 0.0):.4f} |")
     lines += ["", f"Rows: {stats.get('rows', 0)}. Seed: {stats.get('seed')}. Created: {stats.get('created_at')}.", ""]
     return "\n".join(lines)
+
+
+def verification_lines(stats: dict[str, Any]) -> list[str]:
+    """What the verdict gate guaranteed for this dataset, and where the rows it stopped are."""
+    checks = stats.get("required_checks") or []
+    head = (f"Every row in train passed the required checks {', '.join(f'`{c}`' for c in checks)}, "
+            if checks else "This recipe declares no required check; ")
+    lines = ["## Verification", "", head + "and no row in train has a failed check (enforced by the engine's "
+             "verdict gate; each row's verdicts are in `_meta.verdicts`)."]
+    if stats.get("unverified_rows") is not None:
+        lines.append(f"{stats['unverified_rows']} rows that did not pass are in the separate `unverified` split "
+                     "(`data/unverified.*`), never mixed into train.")
+    return lines + [""]
 
 
 def write_card(run_dir: Path, pipeline: Any, stats: dict[str, Any]) -> Path:
