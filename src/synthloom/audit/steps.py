@@ -80,10 +80,10 @@ class TrustAuditStep(Step):
 
     def process(self, rows: list[Row], ctx: StepContext) -> list[Any]:
         from synthloom.audit.runner import AUDIT_FILE, AuditLimits, run_audit, write_audit
-        from synthloom.io import read_rows
+        from synthloom.quality.commands import _load
 
         def column_of(path: str | None, column: str | None) -> list[str] | None:
-            return None if path is None else [str(r.get(column or self.column) or "") for r in read_rows(path)]
+            return None if path is None else _load(Path(path), column or self.column)[1]
 
         result = run_audit([str(r.get(self.column) or "") for r in rows],
                            reference=column_of(self.reference, self.reference_column),
