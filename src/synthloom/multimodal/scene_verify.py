@@ -125,11 +125,18 @@ def _number(answer: str) -> int | None:
 
 _HEDGE = re.compile(
     r"\b(?:can ?not|can't|cant|couldn't|unable to|hard to|impossible to|not sure|unsure|unclear|i don't know|"
-    r"i do not know|maybe|perhaps|possibly|probably|might|it seems|seems to|i think|i guess|i believe)\b"
+    r"i do not know|maybe|perhaps|possibly|probably|likely|might|it seems|seems to|i think|i guess|i believe)\b"
 )
 # approximate counts: fine in prose, never an exact count
 _APPROX = re.compile(r"\b(?:about|around|approximately|roughly|at least|at most|more than|less than|fewer than|"
                      r"or so|several|many|some|a few)\b")
+
+
+def _shape_categories(answer: str, scene: Scene) -> set[str]:
+    """Categories an answer names (shape words and their synonyms, or the image's own categories)."""
+    words = _norm(answer).split()
+    found = {SHAPE_SYNONYMS[w] for w in words if w in SHAPE_SYNONYMS} if scene.source == "synthetic" else set()
+    return found | {c for c in categories(scene) if c in words or plural(c) in words}
 
 
 def _hedged(answer: str) -> bool:
@@ -169,6 +176,11 @@ def check_answer(question: str, answer: str, scene: Scene) -> Check:
         if objs is None:
             return Check("unverifiable", "count", detail=f"unknown object {m.group(1)!r}")
         expected, got = len(objs), _number(answer)
+        asked = {o.category for o in objs} or {c for c in categories(scene) if c in _norm(m.group(1)).split()
+                                                or plural(c) in _norm(m.group(1)).split()}
+        if got is not None and any(re.search(rf"\b(?:a|an|one)\s+(?:[a-z]+\s+){{0,2}}{c}\b", _norm(answer))
+                                   for c in asked):
+            got = got if got == 1 else None  # "two squares, a square and a square": "a square" says one
         return _compare("count", str(expected), None if got is None else str(got))
     if m := (re.search(r"what colou?r (?:is|are) (?:the )?(.+)$", q) or re.search(r"what is the colou?r of (?:the )?(.+)$", q)):
         objs = resolve(m.group(1), scene)
@@ -178,7 +190,10 @@ def check_answer(question: str, answer: str, scene: Scene) -> Check:
         if len(colours) != 1 or None in colours:
             return Check("unverifiable", "colour", detail=f"{m.group(1)!r} has no single known colour")
         said = set(_colours_in(answer))
-        return _compare("colour", colours.pop(), said.pop() if len(said) == 1 and not _hedged(answer) else None)
+        # "The triangle is a red square": the answer is about another shape
+        others = _shape_categories(answer, scene) - {o.category for o in objs}
+        clear = len(said) == 1 and not _hedged(answer) and not others
+        return _compare("colour", colours.pop(), said.pop() if clear else None)
     if m := re.search(
         r"is (?:the )?(.+?) (?:to the |on the )?left or (?:to the |on the )?right (?:of|side of) (?:the )?(.+)$", q
     ):
@@ -257,7 +272,8 @@ trees flower flowers plant house houses building buildings sun moon cloud clouds
 table chair chairs bench bottle cup glass bowl plate fork knife spoon banana apple orange pizza cake
 book books clock phone laptop computer tv umbrella bag kite ball window door wall mountain river water
 """.split()) - set(COLOURS)
-POSITION_WORDS = frozenset("left right top bottom middle centre center corner side edge half".split())
+# colour words no synthetic shape has: a description using them names a colour that is not there
+OTHER_COLOURS = frozenset("brown pink white grey gray silver gold golden cyan magenta turquoise navy maroon teal".split())
 
 
 def _phrase_objects(size: str | None, colour: str | None, noun: str, scene: Scene) -> list[SceneObject] | None:
@@ -288,7 +304,10 @@ def check_mentions(answer: str, scene: Scene) -> Check:
         return Check("wrong", "mentions", detail="empty answer")
     if _hedged(answer):
         return Check("unverifiable", "mentions", detail="hedged answer")
-    colours = "|".join(sorted(set(COLOURS) | set(COLOUR_ALIASES), key=len, reverse=True))
+    if not re.search(r"[.!?\"')\]”]\s*$", answer):
+        return Check("unverifiable", "mentions", detail=f"cut off: ends with {answer.strip()[-30:]!r}")
+    colour_words = set(COLOURS) | set(COLOUR_ALIASES) | OTHER_COLOURS
+    colours = "|".join(sorted(colour_words, key=len, reverse=True))
     sizes = "|".join(SIZES)
     nouns = set(SHAPE_SYNONYMS) | set(OTHER_OBJECTS) | GENERIC
     if scene.source != "synthetic":
@@ -300,6 +319,8 @@ def check_mentions(answer: str, scene: Scene) -> Check:
         rf"(?P<size>{sizes})?\s*(?P<colour>{colours})?\s*(?P<size2>{sizes})?\s*"
         rf"(?P<noun>{'|'.join(sorted(nouns, key=len, reverse=True))})\b")
     checked, problems = 0, []
+    listed: Counter[tuple[int, str]] = Counter()  # (sentence, phrase) -> objects the sentence lists
+    sentence_ends = [m.start() for m in re.finditer(r"[.!?\n]", answer.lower())]
     for m in phrase.finditer(text):
         noun, colour = m.group("noun"), m.group("colour")
         size = m.group("size") or m.group("size2")
@@ -325,25 +346,44 @@ def check_mentions(answer: str, scene: Scene) -> Check:
                 problems.append(f"says {n} {said!r}, the scene has {len(objs)}")
         elif not objs:
             problems.append(f"no {said!r} in the scene")
-    # predicate colours: "the circle is red" / "the square is blue"
-    for m in re.finditer(rf"\bthe (?:(?P<size>{sizes}) )?(?P<noun>[a-z]+) (?:is|looks|appears) (?P<colour>{colours})\b",
-                         text):
-        objs = _phrase_objects(m.group("size"), None, m.group("noun"), scene)
+        elif num in ("a", "an") and noun not in GENERIC:
+            # "with a green diamond, ... and a green diamond": one sentence listing more than there are
+            key = (sum(end < m.start() for end in sentence_ends), said)
+            listed[key] += 1
+            if listed[key] > len(objs):
+                problems.append(f"lists {listed[key]} x {said!r}, the scene has {len(objs)}")
+    # predicates: "the circle is red" / "the square is small"
+    predicate = (rf"\bthe (?:(?P<size>{sizes}) )?(?:(?P<own>{colours}) )?(?P<noun>[a-z]+) (?:is|looks|appears) "
+                 rf"(?:a |an )?(?:(?P<colour>{colours})|(?P<big>{sizes}))\b")
+    for m in re.finditer(predicate, text):
+        objs = _phrase_objects(m.group("size"), m.group("own"), m.group("noun"), scene)
         if objs is None or not objs:
             continue
         checked += 1
-        if COLOUR_ALIASES.get(m.group("colour"), m.group("colour")) not in {o.colour for o in objs}:
+        if m.group("colour") and COLOUR_ALIASES.get(m.group("colour"), m.group("colour")) not in {o.colour for o in objs}:
             problems.append(f"the {m.group('noun')} is not {m.group('colour')}")
+        if m.group("big") and m.group("big") not in {o.size for o in objs}:
+            problems.append(f"the {m.group('noun')} is not {m.group('big')}")
     # every colour word must be the colour of something (or of the background)
-    for word in set(_colours_in(answer)):
+    for word in set(re.findall(rf"\b(?:{colours})\b", text)):
+        word = COLOUR_ALIASES.get(word, word)
         if word not in {o.colour for o in scene.objects} and word not in scene.background:
             problems.append(f"nothing in the scene is {word}")
-    # quoted text must be a label in the scene
+    # quoted text must be the label of the object the sentence names just before it
     labels = {(o.label or "").lower() for o in scene.objects}
-    for quoted in re.findall(r"[\"“]([^\"”]{1,12})[\"”]", answer):
+    for quote in re.finditer(r"[\"“]([^\"”]{1,12})[\"”]", answer):
         checked += 1
-        if quoted.strip().lower() not in labels:
-            problems.append(f"no object is labelled {quoted!r}")
+        said = quote.group(1).strip().lower()
+        if said not in labels:
+            problems.append(f"no object is labelled {said!r}")
+            continue
+        before = re.split(r"[.!?\n]", answer[: quote.start()].lower())[-1]
+        named = list(phrase.finditer(_norm(before)))
+        if named:
+            last = named[-1]
+            objs = _phrase_objects(last.group("size") or last.group("size2"), last.group("colour"), last.group("noun"), scene)
+            if objs and said not in {(o.label or "").lower() for o in objs}:
+                problems.append(f"{said!r} is not written on the {last.group(0).strip()}")
     checked += _relation_mentions(answer, scene, problems)
     if problems:
         return Check("wrong", "mentions", detail="; ".join(problems[:4]))

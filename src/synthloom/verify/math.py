@@ -176,9 +176,12 @@ def _marker_hits(text: str) -> Iterator[tuple[int, int, str]]:
     hits += [(m.start(), m.start(), "boxed") for m in _BOXED.finditer(text)]
     hits.sort()
     covered = -1
-    for start, end, name in hits:
+    for index, (start, end, name) in enumerate(hits):
         if start < covered:
             continue  # "The answer is \\boxed{5}": one marker, not two
+        later = hits[index + 1] if index + 1 < len(hits) else None
+        if later and later[2] != "boxed" and later[0] <= end + 1:
+            continue  # "Final answer: The final answer is 7": the inner marker speaks
         covered = end if name != "boxed" else start + 1
         yield start, end, name
 
@@ -313,7 +316,7 @@ def normalize_answer(answer: str) -> str:
     if (
         unit
         and unit.group("unit").split()[0].lower() not in _MATH_WORDS
-        and len(unit.group("unit")) >= 2
+        and (len(unit.group("unit")) >= 2 or re.search(r"\s[mgshl]$", text))  # "5 m", never "2x"
     ):
         text = unit.group("num") + (unit.group("pct") or "")
     text = text.replace(" ", "")
