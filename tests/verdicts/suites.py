@@ -111,5 +111,15 @@ def _scene(case: dict[str, Any]) -> bool | None:
     return check_answer(case["question"], case["answer"], Scene.from_dict(graph)).ok
 
 
+def _judge_label(case: dict[str, Any]) -> bool | None:
+    # how every model verdict is read (llm/constrained.py): a lone label, or unknown
+    from synthloom.llm.base import ChatResponse, Choice
+    from synthloom.llm.constrained import read_choice
+
+    reading = read_choice(ChatResponse([Choice(case["text"], case.get("finish", "stop"))]), case["labels"])
+    return True if reading.label == case["positive"] else None
+
+
 register("math", "math_cases.jsonl", _math, min_cases=250)
+register("judge_label", "judge_cases.jsonl", _judge_label, min_cases=250)
 register("scene", "scene_cases.jsonl", _scene, min_cases=100)
