@@ -189,6 +189,9 @@ def _print_estimate(est: dict[str, Any]) -> None:
     console.print(t)
     console.print(f"estimated: {est['estimated_tokens']} tokens, ${est['estimated_cost_usd']:.4f}, "
                   f"~{est['estimated_seconds']:.0f}s, ~{est['estimated_output_rows']} output rows", highlight=False)
+    if est.get("calibration_untimed_answers"):
+        console.print(f"note: {est['calibration_untimed_answers']} cached answers have no recorded time "
+                      "(cached before times were kept): the time estimate is low", highlight=False)
 
 
 def _print_funnel(stats: dict[str, Any]) -> None:

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS responses (
     cost_usd REAL
 ) WITHOUT ROWID
 """
-_LEDGER_COLUMNS = {"run_id": "TEXT", "session": "TEXT", "cost_usd": "REAL"}  # added to older caches
+_LEDGER_COLUMNS = {"run_id": "TEXT", "session": "TEXT", "cost_usd": "REAL",
+                   "seconds": "REAL"}  # added to older caches; seconds = how long the answer took
 _LOOKUP_CHUNK = 500  # stay well below SQLite's bound-parameter limit
 
 
@@ -90,16 +91,16 @@ class RequestCache:
             marks = ",".join("?" * len(chunk))
             with self._lock:
                 rows = self._db.execute(
-                    f"SELECT key, response, run_id, session FROM responses WHERE key IN ({marks})",
+                    f"SELECT key, response, run_id, session, seconds FROM responses WHERE key IN ({marks})",
                     chunk).fetchall()
-            for key, text, run_id, session in rows:
+            for key, text, run_id, session, seconds in rows:
                 resp = _decode(text)
                 if resp is not None:
-                    found[key] = Entry(resp, run_id, session)
+                    found[key] = Entry(resp, run_id, session, seconds)
         return found
 
     def put(self, key: str, model: str, response: ChatResponse, run_id: str | None = None,
-            session: str | None = None, cost_usd: float | None = None) -> None:
+            session: str | None = None, cost_usd: float | None = None, seconds: float | None = None) -> None:
         data = response.to_json()
         data["cached"] = False  # stored answers are facts about the model, not about this lookup
         blob = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
@@ -108,9 +109,9 @@ class RequestCache:
             # its ledger entry land together.
             self._db.execute(
                 "INSERT OR REPLACE INTO responses (key, model, response, prompt_tokens, completion_tokens, "
-                "created_at, run_id, session, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, run_id, session, cost_usd, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key, model, blob, response.usage.prompt_tokens,
-                 response.usage.completion_tokens, time.time(), run_id, session, cost_usd))
+                 response.usage.completion_tokens, time.time(), run_id, session, cost_usd, seconds))
 
     def claim(self, key: str, session: str) -> None:
         """Mark an answer as counted by `session` (a resumed process re-counting its run's answer)."""
@@ -149,6 +150,7 @@ class Entry:
     response: ChatResponse
     run_id: str | None  # the run that paid for this answer (None: before the ledger existed)
     session: str | None  # the process of that run that last counted it
+    seconds: float | None = None  # how long the model took to answer (None: not recorded)
 
 
 def _decode(text: str) -> ChatResponse | None:
@@ -165,10 +167,11 @@ class CacheStats:
     coalesced: int = 0  # misses that waited for an identical request already in flight
     tokens_saved: int = 0
     reclaimed: int = 0  # hits paid by an earlier (killed) process of this run: counted as paid
+    untimed_hits: int = 0  # hits whose answer time was never recorded (older caches)
 
     def to_dict(self) -> dict[str, int]:
         return {"hits": self.hits, "misses": self.misses, "coalesced": self.coalesced,
-                "tokens_saved": self.tokens_saved, "reclaimed": self.reclaimed}
+                "tokens_saved": self.tokens_saved, "reclaimed": self.reclaimed, "untimed_hits": self.untimed_hits}
 
 
 class CachedModel:
@@ -190,6 +193,7 @@ class CachedModel:
         self.run_id = run_id
         self.prices = prices  # a PriceTable: the ledger records each answer's cost
         self.session = uuid.uuid4().hex  # this process
+        self.replay_latency = False  # sleep on a hit as long as the answer first took (dry-run timing)
         self._in_flight: dict[str, asyncio.Future[ChatResponse]] = {}
 
     def key(self, request: ChatRequest, sample_index: int = 0) -> str:
@@ -203,22 +207,25 @@ class CachedModel:
         self.stats.reclaimed += 1
         return True
 
-    def _book(self, key: str, response: ChatResponse) -> None:
+    def _book(self, key: str, response: ChatResponse, seconds: float | None = None) -> None:
         cost = None
         if self.prices is not None:
             price = self.prices.lookup(self.identity)
             if price is not None:
                 cost = price.cost(response.usage.prompt_tokens, response.usage.completion_tokens)
-        self.cache.put(key, self.identity, response, self.run_id, self.session, cost)
+        self.cache.put(key, self.identity, response, self.run_id, self.session, cost, seconds)
 
     async def chat(self, requests: list[ChatRequest]) -> list[ChatResponse]:
         keys = [self.key(r) for r in requests]
         found = self.cache.lookup(keys)
         results: list[ChatResponse | None] = [None] * len(requests)
         pending = []
+        replay = 0.0
         for i, (key, request) in enumerate(zip(keys, requests)):
             entry = found.get(key)
             if entry is not None:
+                replay = max(replay, entry.seconds or 0.0)
+                self.stats.untimed_hits += entry.seconds is None
                 hit = entry.response
                 hit.cached = not self._paid_by_us_earlier(key, entry)
                 if hit.cached:
@@ -227,6 +234,8 @@ class CachedModel:
                 results[i] = hit
             else:
                 pending.append((i, key, request))
+        if self.replay_latency and replay > 0:
+            await asyncio.sleep(replay)  # a dry run times hits as long as the model took to answer
         if pending:
             answers = await asyncio.gather(*(self._miss(k, r) for _, k, r in pending))
             for (i, _, _), answer in zip(pending, answers):
@@ -249,8 +258,9 @@ class CachedModel:
         fut: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = fut
         try:
+            started = time.perf_counter()
             response = (await self.inner.chat([request]))[0]
-            self._book(key, response)
+            self._book(key, response, time.perf_counter() - started)
             fut.set_result(response)
             return response
         except asyncio.CancelledError:

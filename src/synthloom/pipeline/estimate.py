@@ -4,6 +4,12 @@ The recipe runs on a small calibration sample of the input in a scratch director
 real run's request cache, so the calibration calls are not paid again by the real run. Per-row
 figures are then scaled to the full input. Global steps (dedup, sampling) make yields non-linear,
 so this is an estimate, and it says how many rows it was made from.
+
+A warm cache must not make the estimate optimistic: an answer found in the cache is counted with
+its own prompt / completion tokens (the cache keeps the answer's usage), and the calibration waits
+on each hit as long as the model took to produce that answer (the cache records the time), so the
+calibration's wall time is what the real calls take, at the pipeline's real concurrency. Answers
+stored before times were recorded cannot be timed; the estimate says how many there were.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 
 from synthloom.errors import BadInputError
 from synthloom.pipeline.pipeline import Pipeline, Source
-from synthloom.pipeline.runner import RunOptions, load_prices, run_pipeline_async
+from synthloom.pipeline.runner import RunOptions, build_models, load_prices, run_pipeline_async
 
 
 async def estimate_run(pipeline: Pipeline, opts: RunOptions, sample_rows: int = 3) -> dict[str, Any]:
@@ -35,39 +41,40 @@ async def estimate_run(pipeline: Pipeline, opts: RunOptions, sample_rows: int = 
     with tempfile.TemporaryDirectory(prefix="synthloom-dryrun-") as tmp:
         sample_opts = replace(opts, out=Path(tmp) / "run", cache_path=cache, input_path=None, limit=None,
                               max_tokens_total=None, max_cost=None, formats=("jsonl",), report=False)
-        result = await run_pipeline_async(calibration, sample_opts)
+        models, owned = build_models(calibration, sample_opts, cache)
+        for m in owned:
+            m.replay_latency = True
+        try:
+            result = await run_pipeline_async(calibration, sample_opts, models=models)
+        finally:
+            for m in owned:
+                await m.aclose()
     scale = total / k
     prices = load_prices(opts)
-    models: dict[str, Any] = {}
+    per_model: dict[str, Any] = {}
     for model, u in result.stats["usage"].items():
-        # cached calls count too: the estimate is of the real run's work, wherever answers come from
-        prompt = u.get("prompt_tokens", 0) + _cached_prompt_share(u)
-        completion = u.get("completion_tokens", 0) + (u.get("cached_tokens", 0) - _cached_prompt_share(u))
+        # the real run's work, wherever the calibration's answers came from, with their real split
+        prompt = u.get("prompt_tokens", 0) + u.get("cached_prompt_tokens", 0)
+        completion = u.get("completion_tokens", 0) + u.get("cached_completion_tokens", 0)
         est_p, est_c = round(prompt * scale), round(completion * scale)
-        models[model] = {
+        per_model[model] = {
             "requests": round(u.get("requests", 0) * scale),
             "prompt_tokens": est_p,
             "completion_tokens": est_c,
             "cost_usd": prices.cost(model, est_p, est_c) if prices else 0.0,
         }
+    cache_stats = result.stats.get("cache", {})
+    untimed = sum(int(c.get("untimed_hits", 0)) for c in cache_stats.values())
     return {
         "recipe": pipeline.name,
         "input_rows": total,
         "calibration_rows": k,
         "calibration_seconds": result.stats["wall_seconds"],
+        "calibration_cached_requests": sum(int(c.get("hits", 0)) for c in cache_stats.values()),
+        "calibration_untimed_answers": untimed,
         "estimated_seconds": round(result.stats["wall_seconds"] * scale, 1),
         "estimated_output_rows": round(result.stats["rows"] * scale),
-        "models": models,
-        "estimated_cost_usd": round(sum(m["cost_usd"] for m in models.values()), 6),
-        "estimated_tokens": sum(m["prompt_tokens"] + m["completion_tokens"] for m in models.values()),
+        "models": per_model,
+        "estimated_cost_usd": round(sum(m["cost_usd"] for m in per_model.values()), 6),
+        "estimated_tokens": sum(m["prompt_tokens"] + m["completion_tokens"] for m in per_model.values()),
     }
-
-
-def _cached_prompt_share(u: dict[str, Any]) -> int:
-    """Cached tokens are stored as one number; split them like the paid tokens are split."""
-    cached = u.get("cached_tokens", 0)
-    paid = u.get("prompt_tokens", 0) + u.get("completion_tokens", 0)
-    if not cached:
-        return 0
-    share = u.get("prompt_tokens", 0) / paid if paid else 0.5
-    return round(cached * share)

@@ -99,11 +99,14 @@ class PartUsage:
         with self._lock:
             m = self.by_model.setdefault(model_name, {"prompt_tokens": 0, "completion_tokens": 0,
                                                       "requests": 0, "cached_requests": 0,
-                                                      "cached_tokens": 0})
+                                                      "cached_tokens": 0, "cached_prompt_tokens": 0,
+                                                      "cached_completion_tokens": 0})
             m["requests"] += 1
             if cached:
                 m["cached_requests"] += 1
                 m["cached_tokens"] += usage.prompt_tokens + usage.completion_tokens
+                m["cached_prompt_tokens"] += usage.prompt_tokens  # the answer's real split
+                m["cached_completion_tokens"] += usage.completion_tokens
             else:
                 m["prompt_tokens"] += usage.prompt_tokens
                 m["completion_tokens"] += usage.completion_tokens
