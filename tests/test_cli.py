@@ -231,6 +231,7 @@ def test_progress_prints_on_a_timer_with_live_request_counts(workdir: Path):
     waiting = [line for line in lines if "ask: 0 " in line and "requests 7 (cached 0)" in line]
     assert len(waiting) >= 2, res.stderr
     assert any("retries 1 (503 1)" in line for line in waiting), res.stderr
+    assert "openai:fake: 9 sends, 1 retries (503 x1)" in res.stdout  # the summary says why it was slow
     stats = json.loads((workdir / "run" / "stats.json").read_text())
     transport = stats["transport"]["openai:fake"]
     assert transport["retries"] == 1 and transport["statuses"] == {"503": 1} and transport["time_lost_s"] >= 1.5

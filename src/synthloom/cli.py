@@ -206,6 +206,11 @@ def _print_funnel(stats: dict[str, Any]) -> None:
         console.print(f"{model}: {u.get('prompt_tokens', 0)} prompt + {u.get('completion_tokens', 0)} completion "
                       f"tokens, {u.get('requests', 0)} requests ({u.get('cached_requests', 0)} cached), "
                       f"${u.get('cost_usd', 0.0):.4f}", highlight=False)
+    for model, t in stats.get("transport", {}).items():  # why a run was slow: retries and what caused them
+        if t.get("retries") or t.get("statuses"):
+            codes = ", ".join(f"{k} x{v}" for k, v in sorted(t.get("statuses", {}).items()))
+            console.print(f"{model}: {t.get('attempts', 0)} sends, {t.get('retries', 0)} retries ({codes}), "
+                          f"{t.get('time_lost_s', 0.0):.1f}s lost to failed attempts and backoff", highlight=False)
 
 
 @app.command()
