@@ -31,6 +31,8 @@ class BiasLimits:
     representation_max: float = 0.3
     association_max: float = 0.4
     min_mentions: float = 20
+    counterfactual_differ_max: float = 0.2
+    counterfactual_similarity_min: float = 0.85
 
 
 @functools.lru_cache(maxsize=1)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any, Optional
@@ -47,6 +48,18 @@ def _canaries(path: Path) -> list[str]:
     return out
 
 
+async def _counterfactual(spec: str, prompts: list[str], limits: Any, seed: int, cache: Path | None) -> dict[str, Any]:
+    from synthloom.audit.counterfactual import counterfactual_check
+    from synthloom.audit.embedcache import CachedEmbedder
+    from synthloom.llm.spec import load_model
+
+    model = load_model(spec)
+    try:
+        return await counterfactual_check(prompts, model, CachedEmbedder(path=cache), limits=limits.bias, seed=seed)
+    finally:
+        await model.aclose()
+
+
 def _print_checks(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -79,6 +92,9 @@ def register(app: typer.Typer) -> None:
         bias: bool = typer.Option(True, "--bias/--no-bias", help="demographic representation and associations"),
         pii: bool = typer.Option(True, "--pii/--no-pii", help="count PII entities in FILE"),
         mauve: bool = typer.Option(True, "--mauve/--no-mauve", help="compute MAUVE (needs --reference)"),
+        prompt_column: Optional[str] = typer.Option(None, help="counterfactual check: ask --model these prompts "
+                                                    "with group terms swapped and compare the answers"),
+        model: str = typer.Option("embedded", "--model", "-m", help="model under test for the counterfactual check"),
         threshold: list[str] = typer.Option([], "--threshold", "-t", help="override a limit, e.g. mauve_min=0.6"),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="audit JSON (default FILE.audit.json, "
                                            "or RUN/audit.json for a run directory)"),
@@ -89,7 +105,7 @@ def register(app: typer.Typer) -> None:
 
         Exit code 0 when no check failed, 4 when any did."""
         from synthloom.audit.embedcache import CachedEmbedder
-        from synthloom.audit.runner import AUDIT_FILE, AuditLimits, run_audit, write_audit
+        from synthloom.audit.runner import AUDIT_FILE, AuditLimits, add_part, run_audit, write_audit
         from synthloom.cli import parse_pairs
 
         data_path, run_dir = _dataset_path(file)
@@ -100,6 +116,9 @@ def register(app: typer.Typer) -> None:
         result = run_audit(texts, reference=ref, private_seeds=seeds, canaries=_canaries(canaries) if canaries else None,
                            bias=bias, pii=pii, limits=limits, embedder=CachedEmbedder(path=cache), seed=seed,
                            use_mauve=mauve)
+        if prompt_column:
+            result = add_part(result, "counterfactual", "bias",
+                              asyncio.run(_counterfactual(model, _texts(data_path, prompt_column), limits, seed, cache)))
         result["inputs"] = {"dataset": str(data_path), "column": column, "reference": str(reference) if reference else None,
                             "private_seeds": str(private_seeds) if private_seeds else None}
         target = out or (run_dir / AUDIT_FILE if run_dir else file.with_name(f"{file.stem}.audit.json"))

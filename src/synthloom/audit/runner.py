@@ -107,11 +107,22 @@ def run_audit(texts: Sequence[str], *, reference: Sequence[str] | None = None,
         result["bias"] = part["measures"]
         checks += _tagged("bias", part["checks"])
     result["checks"] = checks
-    result["failed"] = [c["name"] for c in checks if c["status"] == "failed"]
-    result["passed"] = not result["failed"]
     result["seconds"] = round(time.perf_counter() - started, 2)
     if hasattr(embedder, "hits"):
         result["embeddings"] = {"cached": embedder.hits, "computed": embedder.misses}
+    return finalize(result)
+
+
+def add_part(result: dict[str, Any], key: str, area: str, part: dict[str, Any]) -> dict[str, Any]:
+    """Merge a part measured outside `run_audit` (e.g. the counterfactual check) into `result`."""
+    result[key] = part["measures"]
+    result["checks"] = result.get("checks", []) + _tagged(area, part["checks"])
+    return finalize(result)
+
+
+def finalize(result: dict[str, Any]) -> dict[str, Any]:
+    result["failed"] = [c["name"] for c in result["checks"] if c["status"] == "failed"]
+    result["passed"] = not result["failed"]
     return result
 
 
