@@ -217,11 +217,14 @@ def test_chain_of_thought_reads_the_final_answer_and_clamps_to_40_60():
 
 
 def test_vote_fallback():
-    label = soft_label_from_votes(["(A)", "(B) because", "The answer is (A)", "no idea", "A"])
-    assert label.p_a == pytest.approx(3 / 4) and label.source == "votes"
+    # without chain of thought a vote is a lone label; prose around a label is no vote
+    label = soft_label_from_votes(["(A)", "(B) because", "The answer is (A)", "no idea", "A", "B."])
+    assert label.p_a == pytest.approx(2 / 3) and label.source == "votes"
     assert soft_label_from_votes(["no idea"]) is None
+    # with chain of thought only the final "The answer is (X)" counts, not labels in the reasoning
     assert soft_label_from_votes(["I think (A)... The answer is (B)"] * 3, cot=True).p_a == 0.4
-    assert parse_choice("Answer: (B)") == "B" and parse_choice("A cat") is None
+    assert soft_label_from_votes(["(A) is rude, (B) is kind."], cot=True) is None
+    assert parse_choice("(B)") == "B" and parse_choice("Answer: (B)") is None and parse_choice("A cat") is None
 
 
 class LogprobFeedback:
@@ -313,7 +316,10 @@ async def test_sl_and_rl_end_to_end_on_the_embedded_model(tmp_path, embedded):
             assert row["response"] == row["revisions"][-1] and len(row["principles"]) == 1
     assert (tmp_path / "sl" / "README.md").is_file() and (tmp_path / "sl" / "stats.json").is_file()
 
-    assert sorted(r["kind"] for r in sl.rows) == ["helpful", "redteam"]
+    # whatever the model wrote: each prompt's row is kept or rejected with a reason (a reply cut at
+    # max_tokens is rejected as truncated, never trained on)
+    assert {r["kind"] for r in sl.rows} <= {"helpful", "redteam"}
+    assert set(funnel_of(sl)["respond"]["rejected"]) <= {"truncated", "parse_error", "invalid_request"}
     rl = await run_pipeline_async(cai.build(cai.Options(stage="rl", max_tokens=24)),
                                   RunOptions(out=tmp_path / "rl", input_path=write_prompts(tmp_path / "p.jsonl",
                                                                                             PROMPTS[:2])),

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from synthloom.llm.base import TokenLogprob
+from synthloom.llm.constrained import ChoiceReading, strict_label
 
 LABELS = ("A", "B")
 COT_CLAMP = (0.4, 0.6)
@@ -43,9 +44,16 @@ def answer_char(text: str, cot: bool) -> int | None:
 
 
 def parse_choice(text: str, cot: bool = False) -> str | None:
-    """The label a feedback text chooses ('A' / 'B'), or None if it names neither."""
-    pos = answer_char(text, cot)
-    return text[pos] if pos is not None else None
+    """The label a feedback text chooses ('A' / 'B'), or None.
+
+    Without chain of thought the answer must be a lone label ("A", "(B)"): anything else is no vote.
+    With chain of thought only the final "The answer is (X)" counts, never a label mentioned in the
+    reasoning.
+    """
+    if not cot:
+        return strict_label(text, LABELS)
+    matches = list(_COT_ANSWER.finditer(text))
+    return matches[-1].group(1).upper() if matches else None
 
 
 def answer_token_index(tokens: Sequence[TokenLogprob], cot: bool) -> int | None:
@@ -96,6 +104,15 @@ def soft_label_from_logprobs(tokens: Sequence[TokenLogprob] | None, cot: bool = 
         return None
     p = pa / (pa + pb)
     return SoftLabel(clamp(p) if cot else p, "logprobs", f"P(A)={pa:.4g} P(B)={pb:.4g} at token {i}")
+
+
+def soft_label_from_choice(reading: ChoiceReading) -> SoftLabel | None:
+    """P(A) from a constrained choice, read at the label position; None when the answer was no lone
+    label or only one label had probability there (then the caller votes)."""
+    pa, pb = reading.probs.get("A", 0.0), reading.probs.get("B", 0.0)
+    if reading.label is None or pa <= 0 or pb <= 0:
+        return None
+    return SoftLabel(pa / (pa + pb), "logprobs", f"P(A)={pa:.4g} P(B)={pb:.4g} at the label ({reading.preference_source})")
 
 
 def soft_label_from_votes(texts: Sequence[str], cot: bool = False) -> SoftLabel | None:

@@ -97,13 +97,13 @@ class ChoiceReading:
 
 
 def _label_offset(text: str, label: str) -> int | None:
-    """Character offset in `text` where the generated label starts (grammar or JSON answer)."""
-    if text.strip() == label:
-        return text.index(label)
+    """Character offset in `text` where the label starts: after the JSON key of a server's answer, or
+    inside a lone (possibly wrapped, "(A)") label — `text` is known to be one of those."""
     m = re.search(r'"%s"\s*:\s*"' % LABEL_KEY, text)
     if m and text.startswith(label, m.end()):
         return m.end()
-    return None
+    i = text.lower().find(label.lower())
+    return i if i >= 0 else None
 
 
 def _norm_piece(token: str) -> str:

@@ -10,6 +10,7 @@ cai_compare           RL-CAI feedback: two responses as "(A)"/"(B)" under a samp
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import re
 from datetime import UTC, datetime
@@ -19,13 +20,15 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import PrivateAttr
 
-from synthloom.pipeline.calls import CallLog, ask, user_request
 from synthloom.alignment.constitution import Constitution, load_constitution
 from synthloom.alignment.soft_labels import (
+    LABELS,
     SoftLabel,
+    soft_label_from_choice,
     soft_label_from_logprobs,
     soft_label_from_votes,
 )
+from synthloom.pipeline.calls import CallLog, ask, choice_request, read_choice, user_request
 from synthloom.errors import BadInputError
 from synthloom.llm.base import InvalidRequestError
 from synthloom.pipeline.step import Rejected, Step, StepContext, StepKind, register_step
@@ -284,7 +287,7 @@ class ComparePair(_ConstitutionStep):
     votes: int = 8  # samples for the vote fallback
     top_logprobs: int = 10
     principles_per_comparison: int = 1
-    max_tokens: int = 6  # enough for "(A)"; chain of thought uses cot_tokens
+    max_tokens: int = 16  # a constrained label (a server wraps it in JSON); chain of thought uses cot_tokens
     cot_tokens: int = 160
 
     _prompt: PromptTemplate | None = PrivateAttr(default=None)
@@ -309,16 +312,22 @@ class ComparePair(_ConstitutionStep):
 
     async def _label(self, ctx: StepContext, prompt: str, seed: int, log: CallLog, tag: str) -> SoftLabel | None:
         """P(A) for one rendered comparison: logprobs first, then votes (as configured)."""
-        tokens = self.cot_tokens if self.cot else self.max_tokens
-        if self.label_source in ("auto", "logprobs"):
-            request = user_request(prompt, seed, temperature=0.0, max_tokens=tokens, logprobs=True,
+        if self.cot:  # the reasoning is free text; the label is read after its final "The answer is"
+            request = user_request(prompt, seed, temperature=0.0, max_tokens=self.cot_tokens, logprobs=True,
                                    top_logprobs=self.top_logprobs)
+            votes = user_request(prompt, seed + 1, temperature=1.0, max_tokens=self.cot_tokens, n=self.votes)
+        else:  # a constrained choice: the answer is the label itself, read at its position
+            request = choice_request([{"role": "user", "content": prompt}], LABELS, seed=seed,
+                                     top_logprobs=self.top_logprobs, max_tokens=self.max_tokens)
+            votes = dataclasses.replace(request, seed=seed + 1, temperature=1.0, n=self.votes, logprobs=False,
+                                        top_logprobs=0)
+        if self.label_source in ("auto", "logprobs"):
             response = await ask(ctx, self.model, request, log, tag)
-            label = soft_label_from_logprobs(response.choices[0].logprobs, self.cot)
+            label = (soft_label_from_logprobs(response.choices[0].logprobs, cot=True) if self.cot
+                     else soft_label_from_choice(read_choice(response, LABELS)))
             if label is not None or self.label_source == "logprobs":
                 return label
-        request = user_request(prompt, seed + 1, temperature=1.0, max_tokens=tokens, n=self.votes)
-        response = await ask(ctx, self.model, request, log, f"{tag}/votes")
+        response = await ask(ctx, self.model, votes, log, f"{tag}/votes")
         return soft_label_from_votes([c.text for c in response.choices], self.cot)
 
     async def _one(self, row: Row, ctx: StepContext) -> Any:
