@@ -175,6 +175,8 @@ def test_nothing_a_snippet_leaves_anywhere_is_there_for_the_next_one(single):
             except OSError:
                 pass
         os.mkfifo("/tmp/left-fifo")
+        os.chmod("/dev/shm", 0o700)
+        os.chmod("/tmp", 0o700)
         ctypes.CDLL(None).shmget(4243, 4096, 0o1666)
         listener = socket.socket(socket.AF_UNIX)
         listener.bind("\\0left-behind")
@@ -197,6 +199,7 @@ def test_nothing_a_snippet_leaves_anywhere_is_there_for_the_next_one(single):
         time.sleep(1.0)  # past the daemon's wake-up
         seen = {d: sorted(os.listdir(d)) for d in ("/tmp", "/dev", "/dev/shm", os.getcwd())}
         seen["pids"] = sorted(int(n) for n in os.listdir("/proc") if n.isdigit())
+        seen["modes"] = [oct(os.stat(d).st_mode & 0o7777) for d in ("/tmp", "/dev/shm")]
         seen["shm"] = ctypes.CDLL(None).shmget(4243, 4096, 0o666)
         try:
             socket.socket(socket.AF_UNIX).connect("\\0left-behind")
@@ -215,6 +218,43 @@ def test_nothing_a_snippet_leaves_anywhere_is_there_for_the_next_one(single):
     assert after["/tmp"] == [cwd.rsplit("/", 1)[1]] and after[cwd] == [] and after["/dev/shm"] == []
     assert after["/dev"] == baseline["/dev"] and "left-behind" not in after["/dev"]
     assert after["pids"] == [1, 2] and after["shm"] == -1 and after["socket"] is False
+    assert after["modes"] == baseline["modes"] == ["0o1777", "0o1777"]
+
+
+def test_device_nodes_work_but_neither_they_nor_dev_can_be_changed(single):
+    # The nodes are the host's inodes: as root-mapped uid a snippet could otherwise chmod the host's
+    # /dev/null, or pass bits to the next snippet in its mode.
+    probe = textwrap.dedent('''
+        import json, os, pty
+        changed = []
+        entries = [os.path.join("/dev", n) for n in os.listdir("/dev") if n != "shm"]  # shm: a fresh mount of its own
+        for path in entries + [os.path.join("/dev/pts", n) for n in os.listdir("/dev/pts")]:
+            st = os.stat(path, follow_symlinks=False)
+            changes = [("chown", lambda: os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)),
+                       ("utime", lambda: os.utime(path, follow_symlinks=False))]
+            if not os.path.islink(path):  # Linux has no lchmod
+                changes.append(("chmod", lambda: os.chmod(path, st.st_mode & 0o7777)))
+            for label, change in changes:
+                try:
+                    change()
+                    changed.append(f"{label} {path}")
+                except OSError:
+                    pass
+        for make in (lambda: open("/dev/new", "w"), lambda: os.mkdir("/dev/newdir"), lambda: os.mkfifo("/dev/fifo"),
+                     lambda: os.symlink("/tmp", "/dev/link"), lambda: os.unlink("/dev/null")):
+            try:
+                make()
+                changed.append("created or removed in /dev")
+            except OSError:
+                pass
+        with open("/dev/null", "w") as sink:
+            sink.write("discarded")
+        master, _ = pty.openpty()
+        print(json.dumps({"changed": changed, "random": len(open("/dev/urandom", "rb").read(8)), "pty": master > 0}))
+    ''')
+    result = single.run(probe)
+    assert result.status == "ok", result.stderr
+    assert json.loads(result.stdout) == {"changed": [], "random": 8, "pty": True}
 
 
 def test_nothing_of_the_host_paths_shows_inside(single):

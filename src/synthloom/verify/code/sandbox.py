@@ -37,9 +37,9 @@ log = logging.getLogger(__name__)
 
 # Where the interpreter's installation appears inside the sandbox: a name that says nothing of the host.
 SANDBOX_PYTHON_ROOT = "/opt/python"
-# Extra processes a worker needs besides the snippet's own: bwrap's monitor, bwrap's PID 1, the worker
-# and the snippet's init.
-WORKER_OVERHEAD_PROCESSES = 4
+# Extra processes a worker needs besides the snippet's own: bwrap's monitor, bwrap's PID 1, the worker,
+# its zygote and the snippet's init.
+WORKER_OVERHEAD_PROCESSES = 5
 # Host files an interpreter may want that reveal nothing about the host.
 HARMLESS_HOST_FILES = ("/etc/ld.so.cache", "/etc/localtime")
 WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",

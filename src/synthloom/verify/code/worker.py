@@ -6,9 +6,9 @@ user code and nothing user code can reach holds the pool's channel. Per request 
 
   worker ──fork──> init: PID 1 of a fresh PID namespace, non-dumpable, holding only a pipe that
                    reports the snippet's exit status. It unshares mount, UTS and IPC namespaces and
-                   builds a private filesystem view: a fresh tmpfs on /tmp (scratch, HOME, TMPDIR),
-                   a fresh /dev (device nodes bound read-only, its own /dev/shm) and a /proc of its
-                   own PID namespace only, so /proc/1 is this init and the worker is invisible.
+                   builds a private filesystem view: a fresh tmpfs on /tmp (scratch, HOME, TMPDIR)
+                   and on /dev/shm, its own pty instance, the rest of /dev read-only, and a /proc
+                   of its own PID namespace only, so /proc/1 is this init and the worker is invisible.
          init ──fork──> snippet: PID 2, no capabilities, no_new_privs, non-dumpable, rlimits; runs
                    the code and its tests. When it exits the init exits, and the kernel kills every
                    process left in the namespace; its tmpfs mounts die with it, so nothing it wrote
@@ -32,6 +32,7 @@ import secrets
 import selectors
 import shutil
 import signal
+import socket
 import struct
 import sys
 import tempfile
@@ -57,7 +58,7 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
-MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x2000, 0x4000, 0x40000
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
 PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
@@ -69,13 +70,10 @@ STATUS_FD = 3
 
 # The snippet's private filesystem (--isolate): everything writable lives in fresh tmpfs mounts.
 SNIPPET_TMP = "/tmp"
-DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
-DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
-             ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx"))
-# Kernel knobs under /proc stay read-only, as bubblewrap leaves them (uid 0 without capabilities
-# could otherwise write some sysctls).
-PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus")
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")  # bubblewrap's --dev binds these
 SHM_BYTES = 64 << 20
+# PID 1 of each snippet's namespace: it only has to exist (and, as init, ignores the snippet's signals).
+INIT_ARGV = ["/usr/bin/sleep", "infinity"]
 
 
 def encode_frame(message: dict[str, Any]) -> bytes:
@@ -139,11 +137,6 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
            f"mount {target}")
 
 
-def _bind_read_only(path: str) -> None:
-    _mount(path, path, None, MS_BIND | MS_REC)
-    _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-
-
 class PidNamespaces:
     """Puts each next fork into a fresh PID namespace as its PID 1 (needs CAP_SYS_ADMIN in our userns).
 
@@ -159,42 +152,37 @@ class PidNamespaces:
         _check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
 
 
+def seal_worker_devices() -> None:
+    """Once, in the worker: make bubblewrap's /dev and its device-node binds read-only.
+
+    The nodes are host inodes; a snippet whose uid maps to their owner could otherwise chmod, chown
+    or touch them (host state, and a channel to the next snippet). Reads and writes still work.
+    """
+    for name in DEV_NODES:
+        if os.path.exists(f"/dev/{name}"):
+            _mount(None, f"/dev/{name}", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
+    # bubblewrap's own pty instance: ptys still open and vanish when closed, but no snippet can chmod
+    # its ptmx for the next one.
+    _mount(None, "/dev/pts", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
+    _mount(None, "/dev", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
 def build_private_filesystem(scratch_bytes: int) -> None:
-    """Run by the snippet's init (PID 1 of its namespace): a mount namespace of its own with fresh
-    /tmp and /dev and a /proc that shows this PID namespace only."""
+    """Run by the snippet's process before it drops its capabilities: a mount namespace of its own
+    with a fresh tmpfs on /tmp and /dev/shm and a read-only /proc that shows its PID namespace only.
+    The rest of /dev is read-only (sealed once by the worker), so nothing else there can change."""
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC), "unshare(mount, UTS, IPC)")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here propagates back to the worker
     _mount("tmpfs", SNIPPET_TMP, "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_bytes},mode=1777")
-    # Build the new /dev aside (the old one still holds the device nodes to bind), then move it in.
-    staging = os.path.join(SNIPPET_TMP, ".dev")
-    os.mkdir(staging)
-    _mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
-    for name in DEV_NODES:
-        if os.path.exists(f"/dev/{name}"):
-            os.close(os.open(f"{staging}/{name}", os.O_CREAT | os.O_WRONLY, 0o666))
-            _mount(f"/dev/{name}", f"{staging}/{name}", None, MS_BIND)
-    for name, target in DEV_LINKS:
-        os.symlink(target, f"{staging}/{name}")
-    for name in ("shm", "pts"):
-        os.mkdir(f"{staging}/{name}")
-    _mount("tmpfs", f"{staging}/shm", "tmpfs", MS_NOSUID | MS_NODEV,
-           f"size={min(scratch_bytes, SHM_BYTES)},mode=1777")
-    try:  # a private pty instance (optional: some kernels refuse devpts in a user namespace)
-        _mount("devpts", f"{staging}/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
-    except OSError:
-        pass
-    _mount(staging, "/dev", None, MS_MOVE)
-    os.rmdir(staging)
-    # /dev itself read-only: a snippet can use the nodes and /dev/shm but leave no file beside them.
-    _mount(None, "/dev", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
+    _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"size={min(scratch_bytes, SHM_BYTES)},mode=1777")
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     # No user namespaces below ours (the limit covers every descendant namespace): a snippet cannot
     # regain capabilities in one, which keeps the kernel surface it can reach small.
     with open("/proc/sys/user/max_user_namespaces", "w", encoding="ascii") as handle:
         handle.write("0")
-    for name in PROC_READ_ONLY:
-        if os.path.exists(f"/proc/{name}"):
-            _bind_read_only(f"/proc/{name}")
+    # Read-only as a whole: sysctls, sysrq-trigger, /proc/irq, /proc/bus (uid 0 without capabilities
+    # could write some of them) and the per-process knobs.
+    _mount(None, "/proc", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
 def drop_all_privileges() -> None:
@@ -219,7 +207,8 @@ def make_non_dumpable() -> None:
 def _close_fds_except(keep: set[int]) -> None:
     low = 0
     for fd in sorted(keep):
-        os.closerange(low, fd)
+        if fd > low:  # closerange(n, n) would reach close_range(n, UINT_MAX): every fd
+            os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
@@ -241,38 +230,85 @@ def _exit_code_of(exc: SystemExit) -> int:
     return 1
 
 
-def _init_main(request: dict[str, Any], fds: dict[str, int], report_key: str, isolate: bool,
-               scratch_root: str, scratch_bytes: int) -> NoReturn:
-    """The snippet's init: set up its world, fork it, reap, report its wait status, exit.
+class Zygote:
+    """The pristine process every snippet is forked from (itself forked before the first request).
 
-    Holds no pool fd (only the exit pipe, after the fork) and is non-dumpable, so a snippet can
-    neither open its fds through /proc nor read its memory; as PID 1 it ignores the snippet's signals.
+    It never reads a request, an output or a nonce: it gets only "run" plus the child's pipe ends,
+    so no snippet inherits another snippet's data in its copy of memory. It answers with the
+    snippet's host-namespace PIDs and, once the snippet has exited, its wait status and CPU time.
     """
-    make_non_dumpable()
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    _close_fds_except(set(fds.values()))
-    if isolate:
-        build_private_filesystem(scratch_bytes)
-        scratch_root = SNIPPET_TMP
-    scratch = tempfile.mkdtemp(prefix="run-", dir=scratch_root)
-    os.chmod(scratch, 0o700)
-    snippet = os.fork()
-    if snippet == 0:
-        os.close(fds["exit"])
+
+    def __init__(self, control: socket.socket, isolate: bool, scratch_root: str, scratch_bytes: int) -> None:
+        self.control = control
+        self.isolate = isolate
+        self.scratch_root = scratch_root
+        self.scratch_bytes = scratch_bytes
+        self.pid_namespaces = PidNamespaces() if isolate else None
+
+    def serve(self) -> NoReturn:
         try:
-            _child_setup(request, scratch, fds, isolate)
+            if self.pid_namespaces is not None:
+                self.pid_namespaces.fresh_for_next_fork()  # fail at start-up, not on the first snippet
+                if not os.access(INIT_ARGV[0], os.X_OK):
+                    raise OSError(errno.ENOENT, f"no {INIT_ARGV[0]} in the sandbox")
+        except OSError as exc:
+            self.control.send(f"{type(exc).__name__}: {exc}".encode())
+            os._exit(1)
+        self.control.send(b"ok")
+        while True:
+            try:
+                _, fds, _, _ = socket.recv_fds(self.control, 16, 4)
+            except OSError:
+                os._exit(0)
+            if len(fds) != 4:
+                os._exit(0)  # the worker went away
+            for fd in fds:
+                os.set_inheritable(fd, False)  # the init must not hold them
+            self._run_one(dict(zip(("request", "stdout", "stderr", "status"), fds, strict=True)))
+
+    def _run_one(self, fds: dict[str, int]) -> None:
+        init_pid = 0
+        try:
+            if self.pid_namespaces is not None:
+                self.pid_namespaces.fresh_for_next_fork()
+                # PID 1 of the snippet's namespace: a placeholder that holds only /dev/null and the
+                # namespace itself. Killing it kills every process the snippet left behind.
+                init_pid = os.posix_spawn(INIT_ARGV[0], INIT_ARGV, {}, file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0), (os.POSIX_SPAWN_DUP2, 0, 1),
+                    (os.POSIX_SPAWN_DUP2, 0, 2)], setsid=True)
+            pid = os.fork()
+        except OSError as exc:
+            os.write(fds["stderr"], f"sandbox child setup failed: {exc}\n".encode())
+            pid = -1
+        if pid == 0:
+            self._snippet_main(fds)
+        for fd in fds.values():
+            os.close(fd)
+        self.control.send(struct.pack(">ii", init_pid, pid))
+        if pid > 0:
+            _, wait_status, usage = os.wait4(pid, 0)
+        else:
+            wait_status, usage = CHILD_SETUP_FAILED << 8, resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.control.send(struct.pack(">id", wait_status, usage.ru_utime + usage.ru_stime if pid > 0 else 0.0))
+        if init_pid:
+            os.waitpid(init_pid, 0)  # the worker kills it once it has the status
+
+    def _snippet_main(self, fds: dict[str, int]) -> NoReturn:
+        try:
+            self.control.close()
+            with open(fds.pop("request"), "rb") as handle:
+                envelope = json.loads(handle.read())
+            request = envelope["request"]
+            scratch_root = self.scratch_root
+            if self.isolate:
+                build_private_filesystem(self.scratch_bytes)
+                scratch_root = SNIPPET_TMP
+            scratch = tempfile.mkdtemp(prefix="run-", dir=scratch_root)
+            _child_setup(request, scratch, fds, self.isolate)
         except BaseException as exc:
             os.write(fds["stderr"], f"sandbox child setup failed: {exc}\n".encode())
             os._exit(CHILD_SETUP_FAILED)
-        _run_snippet(request, report_key)
-    for name in ("stdout", "stderr", "status"):
-        os.close(fds[name])
-    write_all(fds["exit"], f"{snippet}\n".encode())
-    while True:  # as PID 1 we also reap the snippet's orphans
-        pid, wait_status = os.wait()
-        if pid == snippet:
-            write_all(fds["exit"], f"{wait_status}\n".encode())
-            os._exit(0)
+        _run_snippet(request, envelope["key"])
 
 
 def _child_setup(request: dict[str, Any], scratch: str, fds: dict[str, int], isolate: bool) -> None:
@@ -379,55 +415,75 @@ def _run_snippet(request: dict[str, Any], report_key: str) -> NoReturn:
 
 
 class Worker:
+    """Speaks the pool's protocol; asks the zygote for one child per request and watches it."""
+
     def __init__(self, isolate: bool, scratch_root: str, scratch_bytes: int) -> None:
         self.isolate = isolate
         self.scratch_root = scratch_root  # host-side scratch (no --isolate), wiped after each snippet
-        self.scratch_bytes = scratch_bytes
-        self.pid_namespaces = PidNamespaces() if isolate else None
+        if isolate:
+            seal_worker_devices()
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()  # before any request: the zygote's memory never holds one
+        if pid == 0:
+            self.control.close()
+            _close_fds_except({0, 1, 2, theirs.fileno()})  # 0 and 1 stay /dev/null
+            Zygote(theirs, isolate, scratch_root, scratch_bytes).serve()
+        theirs.close()
+        self.zygote_pid = pid
+        hello = self.control.recv(4096)
+        if hello != b"ok":
+            raise RuntimeError(f"sandbox zygote failed to start: {hello.decode(errors='replace') or 'exited'}")
 
     def run(self, request: dict[str, Any], read_nonce: Callable[[], None]) -> dict[str, Any]:
         """Run one request; `read_nonce` takes the pool's nonce off the wire once the child is forked."""
         limits = request["limits"]
         report_key = secrets.token_hex(16)
-        pipes = {name: os.pipe() for name in ("stdout", "stderr", "status", "exit")}
-        child_ends = {name: w for name, (_, w) in pipes.items()}
-        if self.pid_namespaces is not None:
-            self.pid_namespaces.fresh_for_next_fork()
+        pipes = {name: os.pipe() for name in ("request", "stdout", "stderr", "status")}
+        child_ends = [pipes["request"][0], *(pipes[name][1] for name in ("stdout", "stderr", "status"))]
         started = time.monotonic()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                _init_main(request, child_ends, report_key, self.isolate, self.scratch_root, self.scratch_bytes)
-            except BaseException as exc:
-                os.write(child_ends["stderr"], f"sandbox child setup failed: {exc}\n".encode())
-            os._exit(CHILD_SETUP_FAILED)
-        for fd in child_ends.values():
+        socket.send_fds(self.control, [b"run"], child_ends)
+        for fd in child_ends:
             os.close(fd)
+        init_pid, pid = struct.unpack(">ii", self._from_zygote(8))
         try:
+            try:
+                write_all(pipes["request"][1], json.dumps({"request": request, "key": report_key}).encode())
+            except BrokenPipeError:
+                pass  # the child died in set-up; its stderr says why
+            finally:
+                os.close(pipes["request"][1])
             read_nonce()
-            outcome = self._watch(pid, started, limits, {r: name for name, (r, _) in pipes.items()})
+            streams = {pipes[name][0]: name for name in ("stdout", "stderr", "status")}
+            outcome = self._watch(init_pid, pid, started, limits, streams)
         finally:
-            for read_end, _ in pipes.values():
-                os.close(read_end)
+            for name in ("stdout", "stderr", "status"):
+                os.close(pipes[name][0])
             if not self.isolate:
                 self._wipe(self.scratch_root)
         outcome["duration_s"] = time.monotonic() - started
         return self._classify(outcome, request, report_key)
 
-    def _watch(self, pid: int, started: float, limits: dict[str, Any], streams: dict[int, str]) -> dict[str, Any]:
+    def _from_zygote(self, size: int) -> bytes:
+        message = self.control.recv(size)
+        if len(message) != size:
+            raise RuntimeError("sandbox zygote exited")
+        return message
+
+    def _watch(self, init_pid: int, pid: int, started: float, limits: dict[str, Any],
+               streams: dict[int, str]) -> dict[str, Any]:
         cap = int(limits["max_output_bytes"])
         buffers = {name: bytearray() for name in streams.values()}
-        pidfd = os.pidfd_open(pid)
         selector = selectors.DefaultSelector()
         for fd in streams:
             selector.register(fd, selectors.EVENT_READ)
-        selector.register(pidfd, selectors.EVENT_READ)
+        selector.register(self.control, selectors.EVENT_READ)
         open_streams = set(streams)
+        exit_message: bytes | None = None
         exited_at: float | None = None
         timed_out = over_output = False
         deadline = started + float(limits["wall_s"])
         try:
-            while open_streams or exited_at is None:
+            while open_streams or exit_message is None:
                 now = time.monotonic()
                 if now >= deadline:
                     timed_out = True
@@ -437,18 +493,20 @@ class Worker:
                     break
                 wait = deadline - now if exited_at is None else min(deadline - now, 0.2)
                 for key, _ in selector.select(wait):
-                    fd = key.fd
-                    if fd == pidfd:
+                    if key.fileobj is self.control:
+                        exit_message = self._from_zygote(12)
                         exited_at = time.monotonic()
-                        selector.unregister(pidfd)
+                        selector.unregister(self.control)
+                        self._kill_tree(init_pid, None)  # whatever the snippet left running dies now
                         continue
+                    fd = key.fd
                     chunk = os.read(fd, 65536)
                     if not chunk:
                         selector.unregister(fd)
                         open_streams.discard(fd)
                         continue
                     name = streams[fd]
-                    limited = name in ("stdout", "stderr")
+                    limited = name != "status"
                     room = (cap if limited else 1 << 16) - len(buffers[name])
                     buffers[name] += chunk[:max(room, 0)]
                     if len(chunk) > room and limited:
@@ -457,21 +515,21 @@ class Worker:
                     break
         finally:
             selector.close()
-            os.close(pidfd)
-        self._kill_tree(pid, _snippet_pid(buffers["exit"]))
-        _, wait_status, usage = os.wait4(pid, 0)
-        return {
-            "buffers": buffers, "timed_out": timed_out, "over_output": over_output,
-            "wait_status": _snippet_wait_status(buffers["exit"], wait_status),
-            "cpu_s": usage.ru_utime + usage.ru_stime,  # the init's, which includes what it reaped
-        }
+        if exit_message is None:  # killed while running: the zygote has not reaped it yet
+            self._kill_tree(init_pid, pid)
+            exit_message = self._from_zygote(12)
+        elif not self.isolate:
+            self._kill_tree(0, pid)
+        wait_status, cpu_s = struct.unpack(">id", exit_message)
+        return {"buffers": buffers, "timed_out": timed_out, "over_output": over_output, "wait_status": wait_status,
+                "cpu_s": cpu_s}
 
-    def _kill_tree(self, init_pid: int, snippet_pid: int | None) -> None:
-        # With --isolate, killing the init kills every process of its PID namespace; without it the
-        # snippet's session (it called setsid) is the best handle there is.
-        targets = [(os.kill, init_pid)]
-        if not self.isolate and snippet_pid is not None:
-            targets.append((os.killpg, snippet_pid))
+    def _kill_tree(self, init_pid: int, pid: int | None) -> None:
+        # With --isolate, killing the init kills every process of the snippet's PID namespace;
+        # without it the snippet's process group (it called setsid) is the best handle there is.
+        targets = [(os.kill, init_pid)] if init_pid else []
+        if pid is not None and pid > 0:
+            targets += [(os.kill, pid), (os.killpg, pid)]
         for kill, target in targets:
             try:
                 kill(target, signal.SIGKILL)
@@ -522,24 +580,6 @@ class Worker:
             "stderr": stderr, "duration_s": outcome["duration_s"], "tests_passed": min(passed, total_tests),
             "tests_total": total_tests, "failed_tests": failed, "cpu_s": outcome["cpu_s"],
         }
-
-
-def _exit_pipe_lines(raw: bytearray) -> list[int]:
-    try:
-        return [int(line) for line in raw.decode().split()]
-    except ValueError:
-        return []
-
-
-def _snippet_pid(raw: bytearray) -> int | None:
-    lines = _exit_pipe_lines(raw)
-    return lines[0] if lines else None
-
-
-def _snippet_wait_status(raw: bytearray, init_status: int) -> int:
-    """The snippet's wait status as its init reported it; the init's own if it never got that far."""
-    lines = _exit_pipe_lines(raw)
-    return lines[1] if len(lines) >= 2 else init_status
 
 
 def _parse_report(raw: bytes, report_key: str) -> dict[str, Any] | None:
@@ -597,8 +637,6 @@ def main(argv: list[str] | None = None) -> None:
     os.dup2(devnull, 1)
     os.close(devnull)
     worker = Worker(args.isolate, args.scratch_root, args.scratch_bytes)
-    if worker.pid_namespaces is not None:
-        worker.pid_namespaces.fresh_for_next_fork()  # fail at start-up, not on the first snippet
     write_all(wire_out, encode_frame({"ready": True, "pid": os.getpid()}))
     serve(worker, wire_in, wire_out)
 
