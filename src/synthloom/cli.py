@@ -210,7 +210,8 @@ def _print_funnel(stats: dict[str, Any]) -> None:
         if t.get("retries") or t.get("statuses"):
             codes = ", ".join(f"{k} x{v}" for k, v in sorted(t.get("statuses", {}).items()))
             console.print(f"{model}: {t.get('attempts', 0)} sends, {t.get('retries', 0)} retries ({codes}), "
-                          f"{t.get('time_lost_s', 0.0):.1f}s lost to failed attempts and backoff", highlight=False)
+                          f"{t.get('time_lost_s', 0.0):.1f}s lost to failed attempts and backoff (summed over "
+                          "requests)", highlight=False, soft_wrap=True)
 
 
 @app.command()
