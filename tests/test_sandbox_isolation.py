@@ -221,6 +221,34 @@ def test_nothing_a_snippet_leaves_anywhere_is_there_for_the_next_one(single):
     assert after["modes"] == baseline["modes"] == ["0o1777", "0o1777"]
 
 
+def test_a_snippets_code_and_output_are_not_in_the_next_ones_memory(single):
+    # Each snippet is a copy of a process that never held a request or an output, so scanning its
+    # own memory shows nothing of the snippets before it.
+    secret = "q7" + "x" * 3 + "-left-in-memory-" + "9f3e"
+    single.run(Snippet(f"s = {secret!r}\nprint(s * 3)", tests=(f"assert s == {secret!r}",), stdin=secret))
+    scan = textwrap.dedent(f'''
+        needle = {secret[::-1]!r}[::-1].encode()  # not in this snippet's own source as such
+        found = []
+        with open("/proc/self/mem", "rb", buffering=0) as mem:
+            for line in open("/proc/self/maps"):
+                span, perms = line.split()[:2]
+                if not perms.startswith("r") or line.rstrip().endswith(("[vvar]", "[vsyscall]")):
+                    continue
+                start, end = (int(x, 16) for x in span.split("-"))
+                try:
+                    mem.seek(start)
+                    data = mem.read(end - start)
+                except (OSError, OverflowError, ValueError):
+                    continue
+                if data.count(needle) > 1:  # one copy is the needle itself
+                    found.append(line.split()[-1])
+        print(found)
+    ''')
+    result = single.run(scan)
+    assert result.status == "ok", result.stderr
+    assert result.stdout == "[]\n"
+
+
 def test_device_nodes_work_but_neither_they_nor_dev_can_be_changed(single):
     # The nodes are the host's inodes: as root-mapped uid a snippet could otherwise chmod the host's
     # /dev/null, or pass bits to the next snippet in its mode.
