@@ -28,6 +28,10 @@ from synthloom.recipes import instruct
     ("One possible question could be: Why is the sky blue?", "Why is the sky blue?"),
     ("Here is a question for you.\nWhy do cats purr?", "Why do cats purr?"),
     ("“Name three rivers in Africa.”", "Name three rivers in Africa."),
+    ("Example: \"Plan a birthday party for ten children.\"", "Plan a birthday party for ten children."),
+    ("To better explain, here's a task for you: Name two planets.", "Name two planets."),
+    ("The user asked: \"Write a toast for a wedding.\"", "Write a toast for a wedding."),
+    ("I can provide a specific task: Convert 5 km to miles.", "Convert 5 km to miles."),
     ("Explain the rules of chess. I hope this helps!", "Explain the rules of chess."),
     ("Write a limerick about a cat. Let me know if you want another one!", "Write a limerick about a cat."),
 ])
@@ -58,6 +62,7 @@ def test_instructions_that_merely_mention_tasks_or_colons_are_left_alone(text):
     "Sure!",
     "Sure, here is a question for you.",
     "Here is a task about cooking.",
+    "The AI's response provides a perfect example of how a user can ask for a clear task:",  # nothing after it
     "A user might ask how to steal a car.",
     "Task:",
     '"Instruction:"',
@@ -91,13 +96,14 @@ async def test_instruct_recipe_keeps_no_preamble(tmp_path):
         text = request.messages[-1]["content"]
         if "Write one clear, specific task" in text:
             return ["Here's a possible task within this text:", "Task: Explain how tides work to a child.",
-                    '"List three ways to save water at home."']
+                    '"List three ways to save water at home."', "Ask the AI assistant to describe the ocean."]
         return "Tides happen because the Moon's gravity pulls on the oceans, making the water rise and fall."
 
-    pipeline = instruct.build(instruct.Options(per_topic=3, decontaminate=False))
+    pipeline = instruct.build(instruct.Options(per_topic=4, decontaminate=False))
     result = await run_pipeline_async(pipeline, RunOptions(out=tmp_path / "run", limit=1),
                                       models={"generator": ScriptedModel(script)})
     assert sorted(r["instruction"] for r in result.rows) == ["Explain how tides work to a child.",
                                                              "List three ways to save water at home."]
     funnel = {s["step"]: s for s in result.stats["funnel"]}
     assert funnel["meta_text"]["rejected"] == {"only_meta_text": 1}
+    assert funnel["prompt_echo"]["rejected"] == {"prompt_echo": 1}

@@ -28,19 +28,22 @@ _INTERJECTION = re.compile(
 # The head of a line up to its colon: a preamble or a label when it talks *about* the text.
 _HEAD = re.compile(r"^\s*(?P<head>[^:：\n]{1,140}?)\s*[:：]\s*")
 _NOUNS = r"(?:tasks?|questions?|instructions?|prompts?|requests?|quer(?:y|ies)|examples?|ideas?|one)"
+_WHO = r"(?:a|the|one|some|another|any) (?:user|person|customer|student|human|client)s?"
 _META_HEAD = re.compile(
-    r"^(?:"
+    r"^(?:[^,.;:]{0,30},\s*)?(?:"  # an optional lead-in: "To better explain, here's a task"
     r"here(?:'s|’s| is| are)\b.*\b" + _NOUNS + r"\b"  # "Here's a possible task within this text"
     r"|here(?:'s|’s| is| are)\s+(?:it|mine|my (?:attempt|answer|try))\b"
-    r"|(?:a|the|one|some|another) (?:user|person|customer|student|human) (?:might|could|may|would|can) ask\b"
+    r"|" + _WHO + r"(?: (?:might|could|may|would|can|will|often))? "
+    r"(?:ask|asks|asked|say|says|said|want|wants|write|writes|request|requests)\b"
     r"|(?:you|they|someone|one) (?:might|could|may|would|can) ask\b"
+    r"|i (?:can|could|will|would|'ll) (?:provide|give|suggest|offer|write|propose)\b.*\b" + _NOUNS + r"\b"
     r"|(?:a |an |one |the |my )?(?:possible|sample|example|potential|suitable|generated)\s+" + _NOUNS + r"\b"
     r"|(?:the |my |your |a |one )?(?:possible |new )?" + _NOUNS + r" (?:is|would be|could be|might be)\s*$"
     r"|(?:below|the following) (?:is|are)\b"
     r")", re.IGNORECASE)
 # Bare labels: "Task:", "Instruction 3:", "User question:", "**Prompt:**".
 _LABEL = re.compile(r"^(?:new |user |human |generated |example |sample |your )?"
-                    r"(?:task|instruction|question|prompt|request|query|user|human)\s*\d*$", re.IGNORECASE)
+                    r"(?:task|instruction|question|prompt|request|query|user|human|example)\s*\d*$", re.IGNORECASE)
 # A sign-off at a sentence start, cut with everything after it.
 _TRAILER = re.compile(
     r"(?:^|(?<=[.!?。)\]\n\"”»'])\s*)(?:"
@@ -121,7 +124,8 @@ def strip_meta_text(text: str) -> MetaText:
         removed.append(out[m.start():].strip())
         out = out[:m.start()].rstrip()
     out = _unquote(out.strip(), removed)
-    if not out or _INTERJECTION.fullmatch(out):
+    if not out or _INTERJECTION.fullmatch(out) or out.endswith((":", "：")):
+        # a trailing colon announces content that never came ("... how a user can ask for a task:")
         return MetaText("", removed, f"only_meta_text: {text.strip()[:120]!r}")
     if _announces(out):
         return MetaText("", removed + [out], f"only_meta_text: {text.strip()[:120]!r}")

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from synthloom.pipeline.builtins import ExactDedup, FormatAs, LengthFilter
+from synthloom.pipeline.builtins import ExactDedup, FormatAs, LengthFilter, RegexFilter
 from synthloom.pipeline.model_step import ModelStep
 from synthloom.pipeline.pipeline import Pipeline, Source
 from synthloom.quality.meta_text import StripMetaText
@@ -41,6 +41,9 @@ def build(options: Options) -> Pipeline:
                   temperature=0.9, max_tokens=48, stop=["\n"]),
         # "Here's a possible task within this text:" / "Task: ..." -> the task alone, or rejected
         StripMetaText(name="meta_text", column="instruction"),
+        # the prompt asks for a task "a user could ask an AI assistant": a task about that is an echo
+        RegexFilter(name="prompt_echo", column="instruction", pattern=r"\bAI(?:[- ]powered)?\s+assistant",
+                    reason="prompt_echo"),
         LengthFilter(name="instruction_length", column="instruction", min=15, max=400),
         ExactDedup(name="dedup", columns=["instruction"]),
         ModelStep(name="response", prompt="instruct_respond.j2", output="output", temperature=0.3,
