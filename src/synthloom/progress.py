@@ -88,8 +88,8 @@ class RunProgress:
                 self.tokens += u.get("completion_tokens", 0)
         if self.live is not None:
             self.live.update(self._table())
-        elif time.perf_counter() - self._last_log > self.interval:
-            self._log_line()
+        elif self._ticker is None and time.perf_counter() - self._last_log > self.interval:
+            self._log_line()  # used without `with`: no timer thread, print as events come
 
     def _requests(self) -> tuple[int, int]:
         """(answered, of which cached) in this process, counted as each request returns."""
