@@ -92,9 +92,10 @@ class RunProgress:
             self._log_line()  # used without `with`: no timer thread, print as events come
 
     def _requests(self) -> tuple[int, int]:
-        """(answered, of which cached) in this process, counted as each request returns."""
+        """(answered, of which cached): counted as each request returns in this process, or from
+        finished parts where that is more (resumed parts, executors whose calls run elsewhere)."""
         live = self.live_tokens
-        if live is not None and hasattr(live, "requests"):
+        if live is not None and getattr(live, "requests", 0) >= self.requests:
             return live.requests, live.cached
         return self.requests, self.cached
 
