@@ -7,8 +7,10 @@ Isolation layers, outermost first:
     --die-with-parent and --new-session.
   * a pids cgroup per worker when the pool runs as root (the kernel exempts uid 0 from
     RLIMIT_NPROC, so a fork bomb would otherwise be unbounded); RLIMIT_NPROC otherwise.
-  * per snippet, inside the worker (see worker.py): fresh PID, mount, UTS and IPC namespaces under a
-    non-dumpable init that holds no pool fd; private /proc, /dev and /tmp; no capabilities; rlimits.
+  * per snippet, inside the worker (see worker.py): forked from a zygote that never holds another
+    snippet's data; fresh PID, mount, UTS and IPC namespaces under an init that holds no pool fd;
+    its own /proc, /tmp and /dev/shm, the rest of /dev read-only; no capabilities, non-dumpable;
+    user namespaces off; rlimits.
 """
 
 from __future__ import annotations

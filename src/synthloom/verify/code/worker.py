@@ -1,21 +1,24 @@
 """Warm sandbox worker: a long-lived interpreter that forks one clean, walled-off child per snippet.
 
 The pool starts this file with ``python -I -c <this source>`` inside bubblewrap, so it must use the
-standard library only (the project tree is not mounted in the sandbox). The worker never executes
-user code and nothing user code can reach holds the pool's channel. Per request (``--isolate``):
+standard library only (the project tree is not mounted in the sandbox). Processes (``--isolate``):
 
-  worker ──fork──> init: PID 1 of a fresh PID namespace, non-dumpable, holding only a pipe that
-                   reports the snippet's exit status. It unshares mount, UTS and IPC namespaces and
-                   builds a private filesystem view: a fresh tmpfs on /tmp (scratch, HOME, TMPDIR)
-                   and on /dev/shm, its own pty instance, the rest of /dev read-only, and a /proc
-                   of its own PID namespace only, so /proc/1 is this init and the worker is invisible.
-         init ──fork──> snippet: PID 2, no capabilities, no_new_privs, non-dumpable, rlimits; runs
-                   the code and its tests. When it exits the init exits, and the kernel kills every
-                   process left in the namespace; its tmpfs mounts die with it, so nothing it wrote
-                   is there for the next snippet.
+  worker   speaks the pool's framed protocol on fds it keeps off 0-2; never forked after start-up.
+  zygote   forked by the worker before the first request, with the common modules preloaded. It
+           never reads a request, an output or a nonce (it gets "run" plus the child's pipe ends over
+           a socket), so a snippet, a copy of it, holds no other snippet's data in its memory.
+  init     PID 1 of a fresh PID namespace per snippet: `sleep infinity` holding only /dev/null. The
+           kernel kills every process of the namespace when the worker kills it.
+  snippet  PID 2 there, forked by the zygote. Before any user code runs it unshares mount, UTS and
+           IPC namespaces and mounts a fresh tmpfs on /tmp (scratch, HOME, TMPDIR) and /dev/shm and
+           a read-only /proc of its own PID namespace (so the worker, the zygote and bubblewrap are
+           not in it); then it drops every capability, sets no_new_privs, turns non-dumpable (its
+           /proc entries and memory are closed to other processes) and applies rlimits.
 
-The pool's per-request nonce is read from the wire only after the fork, so no snippet ever has it
-in memory; a reply without it is rejected by the pool (see pool.py).
+Nothing a snippet can reach holds the pool's channel. The pool's per-request nonce is read from the
+wire only after the child is forked and lives only in the worker; a reply without it is rejected
+by the pool (see pool.py). Without ``--isolate`` (isolation='none') the same processes run with no
+namespaces at all.
 
 Wire format (worker stdin/stdout): frames of a 4-byte big-endian length and UTF-8 JSON.
 """
