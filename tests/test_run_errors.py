@@ -68,6 +68,7 @@ def test_an_endpoint_error_fails_the_run_fast_and_caches_nothing(inputs, tmp_pat
 def test_nothing_listening_fails_the_run_with_one_line(inputs, tmp_path: Path):
     res = run(inputs, tmp_path / "run", f"http://127.0.0.1:{free_port()}/v1")
     assert_run_error(res, "unreachable", "check the server / URL")
+    assert "circuit open" not in res.stderr  # the error line says it all
 
 
 def test_fixing_a_wrong_url_needs_no_overwrite(inputs, tmp_path: Path):

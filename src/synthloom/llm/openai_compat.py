@@ -513,7 +513,9 @@ class OpenAIModel:
                 failure = f"HTTP {status}: {self._server_message(body)}"
             else:
                 replica.breaker.record_failure(time.monotonic())
-                if replica.breaker.is_open and replica.breaker.failures == replica.breaker.threshold:
+                # a replica that worked went down (a URL that never answered gets its one-line error)
+                if replica.breaker.is_open and replica.breaker.failures == replica.breaker.threshold \
+                        and replica.breaker.ever_succeeded:
                     log.warning("circuit open for %s after %d consecutive failures (%s)",
                                 replica.base_url, replica.breaker.failures, failure)
             replica.last_failure = failure
