@@ -150,7 +150,8 @@ async def test_debate_and_reflection_end_to_end_on_the_embedded_model(tmp_path):
                                  models={"debater_a": model, "debater_b": model, "judge": model})
     funnel = {s["step"]: s for s in d.stats["funnel"]}
     assert funnel["debate"]["rows_out"] + sum(funnel["debate"]["rejected"].values()) == 2
-    assert set(funnel["debate"]["rejected"]) <= {"no_answer", "judge_unknown", "wrong_label", "invalid_request"}
+    assert set(funnel["debate"]["rejected"]) <= {"no_answer", "judge_unknown", "wrong_label", "invalid_request",
+                                                  "truncated"}
     for row in d.rows:  # a kept row's label is the gold answer, whichever debater the judge chose
         assert row["winner"] in ("A", "B", "agree") and row["label"] in (row["answer_a"], row["answer_b"])
         assert row["_meta"]["verdicts"]["debate_judge"]["ok"] is True
@@ -159,8 +160,23 @@ async def test_debate_and_reflection_end_to_end_on_the_embedded_model(tmp_path):
                                  RunOptions(out=tmp_path / "reflect"), models={"generator": model, "critic": model})
     funnel = {s["step"]: s for s in r.stats["funnel"]}
     assert len(r.rows) + sum(funnel["reflect"]["rejected"].values()) == 2  # every question kept or rejected
-    assert set(funnel["reflect"]["rejected"]) <= {"wrong_answer", "empty_response", "invalid_request"}
+    assert set(funnel["reflect"]["rejected"]) <= {"wrong_answer", "empty_response", "invalid_request", "truncated"}
     for row in r.rows:  # whatever the model wrote, a kept row's final answer checked out
         assert row["draft"] and row["response"] and row["_meta"]["verdicts"]["math"]["ok"] is True
         assert row["rounds_used"] <= 1
         assert row["fixed_by_reflection"] is (row["_meta"]["verdicts"]["draft_math"]["ok"] is False)
+
+
+async def test_a_final_answer_cut_off_at_max_tokens_is_never_a_label(tmp_path):
+    long = "Let me think about this carefully, one step at a time, before I answer. " * 4 + "The answer is 7."
+
+    def script(request):
+        return long if "apples" in request.messages[-1]["content"] else "5 x 2 = 10. The answer is 10."
+
+    model = ScriptedModel(script)
+    result = await run_pipeline_async(reflection.build(reflection.Options(rounds=1, max_tokens=16)),
+                                      RunOptions(out=tmp_path / "run", input_path=write_questions(tmp_path)),
+                                      models={"generator": model, "critic": model})
+    assert [r["answer"] for r in result.rows] == ["10"]
+    funnel = {s["step"]: s for s in result.stats["funnel"]}
+    assert funnel["reflect"]["rejected"] == {"truncated": 1}

@@ -20,7 +20,8 @@ class ScriptedModel:
     A function may return one string or a list: the list is used as the n choices (cycled when
     shorter than n); a single string is repeated n times. `calls` counts requests answered and
     `requests` keeps them for assertions. With `request.logprobs` each whitespace-separated word
-    gets a fake, deterministic log-probability (and `top_logprobs` alternatives).
+    gets a fake, deterministic log-probability (and `top_logprobs` alternatives). A text of more
+    space-separated words than the request's `max_tokens` is cut there with finish reason "length".
     """
 
     def __init__(self, responses: Script, identity: str = "scripted", delay: float = 0.0) -> None:
@@ -56,14 +57,23 @@ class ScriptedModel:
                 await asyncio.sleep(self.delay)
             texts = self._texts_for(request)
             prompt_tokens = sum(len(m["content"].split()) for m in request.messages)
-            choices = [Choice(t, "stop", _fake_logprobs(t, request.top_logprobs)
-                              if request.logprobs else None) for t in texts]
+            # like a real backend, a text longer than max_tokens words is cut there (finish "length")
+            texts, finishes = zip(*(_budget(t, request.max_tokens) for t in texts))
+            choices = [Choice(t, f, _fake_logprobs(t, request.top_logprobs)
+                              if request.logprobs else None) for t, f in zip(texts, finishes)]
             completion_tokens = sum(len(t.split()) for t in texts)
             out.append(ChatResponse(choices, Usage(prompt_tokens, completion_tokens), self.identity))
         return out
 
     async def aclose(self) -> None:
         return None
+
+
+def _budget(text: str, max_tokens: int) -> tuple[str, str]:
+    words = text.split(" ")
+    if len(words) <= max_tokens:
+        return text, "stop"
+    return " ".join(words[:max_tokens]), "length"
 
 
 def _fake_logprobs(text: str, top: int) -> list[TokenLogprob]:

@@ -30,6 +30,11 @@ class CallLog:
     completion_tokens: int = 0
     seeds: list[int] = field(default_factory=list)
     raw: dict[str, str] = field(default_factory=dict)
+    finish: dict[str, str] = field(default_factory=dict)  # label -> finish reason ("length" = cut off)
+
+    def truncated(self, label: str) -> bool:
+        """Whether the call recorded under `label` stopped at max_tokens (its text is unfinished)."""
+        return self.finish.get(label) == "length"
 
     def meta(self, prompt_sha: str, params: dict[str, Any]) -> dict[str, Any]:
         return {"model": self.model, "prompt_sha": prompt_sha, "params": params,
@@ -58,7 +63,9 @@ async def ask(ctx: StepContext, role: str, request: ChatRequest, log: CallLog, l
     if request.seed is not None:
         log.seeds.append(request.seed)
     for i, choice in enumerate(response.choices):
-        log.raw[label if len(response.choices) == 1 else f"{label}#{i}"] = choice.text
+        key = label if len(response.choices) == 1 else f"{label}#{i}"
+        log.raw[key] = choice.text
+        log.finish[key] = choice.finish_reason
     return response
 
 

@@ -260,6 +260,8 @@ class CritiqueRevise(_ConstitutionStep):
         revision = clean_reply(rev.text)
         if not revision:
             return Rejected("empty_revision", row, f"principle {principle.name}: {rev.text[:160]!r}")
+        if log.truncated(f"{self.name}/revision"):  # a cut-off revision is no SFT target
+            return Rejected("truncated", row, f"revision hit max_tokens={self.revision_tokens}: ...{rev.text[-80:]!r}")
         hist["principles"].append(principle.name)
         hist["critiques"].append(critique)
         hist["revisions"].append(revision)

@@ -257,6 +257,8 @@ class Debate(Step):
         if winner is None:
             return Rejected("judge_unknown", row, f"the judge gave no lone A or B: {reply[:120]!r}")
         pick = 0 if winner in ("A", "agree") else 1
+        if log.truncated(f"{self.name}/open_{'ab'[pick]}"):  # the label's solution was cut off
+            return Rejected("truncated", row, f"the winning opening hit max_tokens={self.max_tokens}")
         new = ctx.derive(row, {"answer_a": answers[0], "answer_b": answers[1], "transcript": transcript,
                                "winner": winner, "label": answers[pick], "response": solutions[pick],
                                "judge_reply": reply, "judge_swapped": swapped},
@@ -384,6 +386,9 @@ class Reflect(Step):
             return Rejected("invalid_request", row, str(e))
         if not response:
             return Rejected("empty_response", row, "the final revision is empty")
+        final = f"{self.name}/revise{len(revisions)}" if revisions else f"{self.name}/draft"
+        if log.truncated(final):  # an answer cut off at max_tokens is no label, whatever it says
+            return Rejected("truncated", row, f"the final response hit max_tokens={self.max_tokens}")
         draft_check, final_check = self._check(row, draft), self._check(row, response)
         fixed = bool(draft_check and final_check and not draft_check[0] and final_check[0])
         new = ctx.derive(row, {"draft": draft, "critiques": critiques, "revisions": revisions,
