@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import math
-import socket
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
@@ -20,6 +16,7 @@ from synthloom.llm.constrained import (
     strict_label,
 )
 from synthloom.llm.openai_compat import OpenAIModel
+from tests.embedded_server import serve_embedded
 from tests.fakes.openai_server import FakeOpenAIServer
 
 PROMPT = [{"role": "user", "content": "Is the sky blue on a clear day? Reply with Yes or No."}]
@@ -114,36 +111,10 @@ async def test_embedded_model_answers_exactly_one_label_with_probabilities(embed
         assert sum(reading.probs.values()) == pytest.approx(1.0) and reading.probs[reading.label] > 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served():
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "synthloom.llm.server", "--model", "embedded?n_slots=2&n_ctx=2048",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early: {proc.stderr.read()}")
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.2)
-    model_id = httpx.get(f"{base}/v1/models").json()["data"][0]["id"]
-    yield f"{base}/v1", model_id
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with serve_embedded("embedded?n_slots=2&n_ctx=2048") as base:
+        yield f"{base}/v1", httpx.get(f"{base}/v1/models").json()["data"][0]["id"]
 
 
 async def test_a_real_server_is_constrained_through_a_json_enum_and_read_at_the_label(served):
