@@ -9,6 +9,7 @@ reach the wire any more.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 from synthloom.verify.code import SandboxPool, Snippet
 from synthloom.verify.code.sandbox import WORKER_ENV, WorkerLaunch
+from synthloom.verify.code.worker import DENIED_SYSCALLS, X32_SYSCALL_BIT
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WRONG_ADD = Snippet("def add(a, b):\n    return a - b", tests=("assert add(1, 2) == 3",))
@@ -247,6 +249,26 @@ def test_a_snippets_code_and_output_are_not_in_the_next_ones_memory(single):
     result = single.run(scan)
     assert result.status == "ok", result.stderr
     assert result.stdout == "[]\n"
+
+
+def test_kernel_keyrings_carry_nothing_to_the_next_snippet(single):
+    # Keyrings are per uid and user namespace, so all snippets of a worker would share them.
+    numbers = DENIED_SYSCALLS[os.uname().machine]
+    calls = textwrap.dedent(f'''
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        ADD_KEY, KEYCTL, X32 = {numbers["add_key"]}, {numbers["keyctl"]}, {X32_SYSCALL_BIT}
+        def add(ring, nr=ADD_KEY):
+            return libc.syscall(nr, b"user", b"leak", b"secret-data", 11, ctypes.c_int(ring))
+        def search(ring, nr=KEYCTL):
+            return libc.syscall(nr, 10, ctypes.c_int(ring), b"user", b"leak", 0)  # KEYCTL_SEARCH
+        def join():
+            return libc.syscall(KEYCTL, 1, b"leak-ring")  # KEYCTL_JOIN_SESSION_KEYRING
+    ''')
+    leave = calls + "print([join(), *(add(r) for r in (-3, -4, -5)), add(-4, ADD_KEY | X32)])"
+    look = calls + "print([join(), *(search(r) for r in (-3, -4, -5)), search(-4, KEYCTL | X32)])"
+    assert single.run(leave).stdout == "[-1, -1, -1, -1, -1]\n"
+    assert single.run(look).stdout == "[-1, -1, -1, -1, -1]\n"
 
 
 def test_device_nodes_work_but_neither_they_nor_dev_can_be_changed(single):

@@ -63,6 +63,7 @@ CLONE_NEWIPC = 0x08000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
 PR_SET_DUMPABLE = 4
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
@@ -75,6 +76,17 @@ STATUS_FD = 3
 SNIPPET_TMP = "/tmp"
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")  # bubblewrap's --dev binds these
 SHM_BYTES = 64 << 20
+# System calls a snippet gets EPERM for. The kernel keyrings are shared by every process of one uid
+# in a user namespace (so by all snippets of a worker): a key added by one is readable by the next.
+# io_uring, userfaultfd and perf events are kernel surface no snippet needs.
+AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+DENIED_SYSCALLS = {
+    "x86_64": {"add_key": 248, "request_key": 249, "keyctl": 250, "perf_event_open": 298, "userfaultfd": 323,
+               "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427},
+    "aarch64": {"add_key": 217, "request_key": 218, "keyctl": 219, "perf_event_open": 241, "userfaultfd": 282,
+                "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427},
+}
+X32_SYSCALL_BIT = 0x40000000  # x86_64's x32 ABI numbers: the same calls under other numbers
 # PID 1 of each snippet's namespace: it only has to exist (and, as init, ignores the snippet's signals).
 INIT_ARGV = ["/usr/bin/sleep", "infinity"]
 
@@ -200,6 +212,38 @@ def drop_all_privileges() -> None:
     data = (_CapData * 2)()
     _check(_libc.capset(ctypes.byref(header), data), "capset")
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
+    """A classic-BPF seccomp filter: EPERM for DENIED_SYSCALLS, for x32 numbers and for any other
+    architecture's calling convention (e.g. int 0x80 on x86_64); everything else is allowed."""
+    load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_JMP|JGE|K, BPF_RET|K
+    allow, deny = 0x7FFF0000, 0x00050000 | errno.EPERM
+    numbers = sorted(DENIED_SYSCALLS[machine].values())
+    deny_at = 5 + len(numbers) + 1  # index of the final `ret deny`
+    program = [(load, 0, 0, 4), (jeq, 1, 0, AUDIT_ARCH[machine]), (ret, 0, 0, deny), (load, 0, 0, 0),
+               (jge, deny_at - 5, 0, X32_SYSCALL_BIT)]
+    for number in numbers:
+        program.append((jeq, deny_at - len(program) - 1, 0, number))
+    return program + [(ret, 0, 0, allow), (ret, 0, 0, deny)]
+
+
+def install_seccomp_filter() -> None:
+    machine = os.uname().machine
+    if machine not in DENIED_SYSCALLS:
+        raise OSError(errno.ENOSYS, f"no seccomp filter for {machine}")
+    program = seccomp_program(machine)
+    filters = (_SockFilter * len(program))(*(_SockFilter(*op) for op in program))
+    fprog = _SockFprog(len(program), filters)
+    _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "prctl(PR_SET_SECCOMP)")
 
 
 def make_non_dumpable() -> None:
@@ -352,6 +396,8 @@ def _child_setup(request: dict[str, Any], scratch: str, fds: dict[str, int], iso
         rlimits.append((resource.RLIMIT_NPROC, limits["nproc_rlimit"]))
     for name, value in rlimits:
         resource.setrlimit(name, value if isinstance(value, tuple) else (value, value))
+    if isolate:
+        install_seccomp_filter()  # needs no_new_privs, set above; the last step before user code
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGALRM, _on_alarm)
     sys.stdin = open(0, encoding="utf-8", closefd=False)
