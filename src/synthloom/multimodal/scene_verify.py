@@ -169,7 +169,12 @@ def _relation(a: SceneObject, b: SceneObject) -> str | None:
     return "left" if dx > 0 else "right"
 
 
+_BOX_ECHO = re.compile(r"\[\s*[01]?\.\d+\s*,|\b[a-z]+: \[")
+
+
 def check_answer(question: str, answer: str, scene: Scene) -> Check:
+    if _BOX_ECHO.search(answer):  # the prompt's "red circle: [0.120, ...]" boxes copied into the answer
+        return Check("wrong", "echo", detail="the answer copies the prompt's box coordinates")
     q = _norm(question).rstrip(" ?")
     if m := re.search(r"how many (.+?)(?: (?:are|is|can|do|does|appear|appears|in|on|there|shown|visible|you)\b|$)", q):
         objs = resolve(m.group(1), scene)

@@ -81,7 +81,9 @@ _HEDGE_BEFORE = re.compile(r"\b(?:i\s+think|i\s+guess|i\s+believe|maybe|perhaps|
                            re.IGNORECASE)
 _HEDGE_AFTER = re.compile(
     r"\band\b(?=.*\d)|\b(?:or|either|maybe|perhaps|probably|possibly|likely|might|may|could|approximately|approx|about|around"
-    r"|roughly|nearly|almost|i\s+think|i\s+guess|i\s+believe)\b|\?",
+    r"|roughly|nearly|almost|i\s+think|i\s+guess|i\s+believe"
+    # a condition or an unevaluated operation in words: "12 if she buys more", "12 minus 3", "12 more than"
+    r"|if|unless|when|plus|minus|times|divided|than)\b|\?",
     re.IGNORECASE,
 )
 _NEGATED = re.compile(r"^\s*(?:not|never|neither|no\b|none|n't|unknown|undefined|unclear)", re.IGNORECASE)
