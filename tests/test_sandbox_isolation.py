@@ -325,6 +325,35 @@ def test_nothing_of_the_host_paths_shows_inside(single):
         "FileNotFoundError: [Errno 2] No such file or directory: '/root'")
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_lost_zygote_takes_its_worker_down_and_the_pool_replaces_it():
+    with SandboxPool(workers=1) as pool:
+        (outer,) = pool.worker_pids()
+        tree, frontier = [], [outer]
+        while frontier:
+            frontier = [c for p in frontier for c in _children(p)]
+            tree += frontier
+        cmdline = {p: Path(f"/proc/{p}/cmdline").read_bytes() for p in tree}
+        (zygote,) = [p for p in tree if any(cmdline[p] == cmdline[q] and p in _children(q) for q in tree)]
+        os.kill(zygote, 9)
+        lost = pool.run(RIGHT_ADD)
+        assert (lost.status, lost.verified) == ("killed", False)
+        assert_worker_still_honest(pool)
+        assert pool.worker_pids() != [outer]
+
+
 # -- the pool's own check, driven by a scripted worker ----------------------------------------------
 
 FAKE_WORKER = textwrap.dedent('''

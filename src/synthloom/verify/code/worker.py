@@ -463,6 +463,11 @@ def _run_snippet(request: dict[str, Any], report_key: str) -> NoReturn:
     os._exit(exit_code)
 
 
+class ZygoteLost(Exception):
+    """The zygote died (it never runs user code, so this is not a snippet's doing): the worker exits
+    and the pool replaces it."""
+
+
 class Worker:
     """Speaks the pool's protocol; asks the zygote for one child per request and watches it."""
 
@@ -490,9 +495,13 @@ class Worker:
         pipes = {name: os.pipe() for name in ("request", "stdout", "stderr", "status")}
         child_ends = [pipes["request"][0], *(pipes[name][1] for name in ("stdout", "stderr", "status"))]
         started = time.monotonic()
-        socket.send_fds(self.control, [b"run"], child_ends)
-        for fd in child_ends:
-            os.close(fd)
+        try:
+            socket.send_fds(self.control, [b"run"], child_ends)
+        except OSError as exc:
+            raise ZygoteLost(str(exc)) from exc
+        finally:
+            for fd in child_ends:
+                os.close(fd)
         init_pid, pid = struct.unpack(">ii", self._from_zygote(8))
         try:
             try:
@@ -513,9 +522,12 @@ class Worker:
         return self._classify(outcome, request, report_key)
 
     def _from_zygote(self, size: int) -> bytes:
-        message = self.control.recv(size)
+        try:
+            message = self.control.recv(size)
+        except OSError as exc:
+            raise ZygoteLost(str(exc)) from exc
         if len(message) != size:
-            raise RuntimeError("sandbox zygote exited")
+            raise ZygoteLost("sandbox zygote exited")
         return message
 
     def _watch(self, init_pid: int, pid: int, started: float, limits: dict[str, Any],
@@ -659,6 +671,8 @@ def serve(worker: Worker, wire_in: int, wire_out: int) -> None:
 
         try:
             reply = worker.run(request, read_nonce)
+        except ZygoteLost:
+            return  # no reply: the pool reports this snippet as killed and starts a fresh worker
         except Exception as exc:  # a sandbox fault, not the snippet's: report it, keep serving
             reply = {"status": "killed", "exit_code": None, "stdout": "", "stderr": f"sandbox worker error: {exc}",
                      "duration_s": 0.0, "tests_total": len(request.get("tests", []))}
