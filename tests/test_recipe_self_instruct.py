@@ -107,6 +107,10 @@ def test_instance_labels_inside_code_are_not_instance_labels():
     assert parse_input_first("Output:\n```\nExample 2\n```") == [Instance("", "```\nExample 2\n```")]
     assert parse_output_first("Class label: yes\nInput: ```\nClass label: no\n```") == [
         Instance("```\nClass label: no\n```", "yes")]
+    # an output that is only meta-text is no answer
+    kept, dropped = filter_instances(parse_input_first("Input: 2\nOutput: Sure! Here is an example.\n"
+                                                       "Example 2\nInput: 3\nOutput: 9"), random.Random(0))
+    assert kept == [Instance("3", "9")] and dropped == {"only_meta_text": 1}
     # each Output closes one instance (an unlabelled second pair is not glued onto the first)
     assert parse_input_first("Input: 1\nOutput: 2\nInput: 3\nOutput: 4") == [Instance("1", "2"), Instance("3", "4")]
 

@@ -14,6 +14,8 @@ import random
 import re
 from dataclasses import dataclass
 
+from synthloom.quality.meta_text import strip_meta_text
+
 _EXAMPLE = re.compile(r"(?i)^[ \t]*example[ \t]*\d+[ \t]*[:.]?[ \t]*")
 _FIELD = re.compile(r"(?i)^(input|output|class\s*label)\s*:[ \t]*(.*)$")
 _NO_INPUT = {"", "none", "n/a", "not applicable", "<noinput>", "<no input>", "no input"}
@@ -107,6 +109,8 @@ def instance_reason(inst: Instance) -> str:
         return "input_equals_output"
     if inst.input.endswith(":") or inst.output.endswith(":"):
         return "ends_with_colon"
+    if not strip_meta_text(inst.output).ok:
+        return "only_meta_text"  # "Output: Sure! Here is an example." carries no answer
     return ""
 
 

@@ -74,8 +74,9 @@ def build(options: Options) -> Pipeline:
     elif options.instances:
         steps += [
             # Self-Instruct's classification question: greedy, 3 tokens (Yes / No).
+            # The answer is its first word, so stopping at the 3-token budget is harmless here.
             ModelStep(name="classify", prompt="self_instruct_classify.j2", output="classification_answer",
-                      temperature=0.0, max_tokens=3),
+                      temperature=0.0, max_tokens=3, stop=["\n"], allow_truncated=True),
             ClassifyTask(name="is_classification"),
             SelfInstructInstances(name="instances", max_instances=options.max_instances,
                                   max_tokens=options.instance_max_tokens),
