@@ -46,8 +46,9 @@ async def test_llava_end_to_end_on_the_embedded_model(tmp_path, embedded):
     assert [s["step"] for s in funnel] == ["source", "draw", "types", "format", "columns", "export", "verdict_gate"]
     check_funnel(funnel)
     types = funnel[2]
-    # every rejection of the types step is a parse error or a scene-graph contradiction
-    assert all(k.split(":")[-1] in {"parse_error", "wrong_answer", "invalid_request"} for k in types["rejected"])
+    # every rejection of the types step is a cut-off output, a parse error or a scene-graph contradiction
+    assert all(k.split(":")[-1] in {"truncated", "parse_error", "wrong_answer", "invalid_request"}
+               for k in types["rejected"])
     assert (run / "README.md").read_text().lower().count("synthetic") >= 1
     # rows reaching the output passed the scene graph: every answer checked and right
     for row in result.rows:
@@ -57,14 +58,19 @@ async def test_llava_end_to_end_on_the_embedded_model(tmp_path, embedded):
         if row["type"] == "qa":
             assert row["turn_checks"][0]["kind"] in {"count", "colour", "relation", "label"}
         assert (run / row["image"]).is_file()
+    if result.rows:  # the 135M model rarely gets one right; the scripted test checks the export always
+        check_llava_export(run, result.rows, options, tmp_path)
+
+
+def check_llava_export(run: Path, rows: list[dict], options: llava.Options, tmp_path: Path) -> None:
     items = json.loads((run / "data" / "llava.json").read_text())
-    assert len(items) == len(result.rows)
+    assert len(items) == len(rows)
     for item in items:
         conv = item["conversations"]
         assert conv[0]["from"] == "human" and "<image>" in conv[0]["value"]
         assert [t["from"] for t in conv] == ["human", "gpt"] * (len(conv) // 2)
     ds = load_with_datasets(run / "data" / "llava.parquet", tmp_path / "hf")
-    assert len(ds) == len(result.rows)
+    assert len(ds) == len(rows)
     assert ds[0]["image"].size == (options.width, options.height)
 
 
@@ -132,6 +138,7 @@ async def test_llava_rejects_answers_that_contradict_the_scene(tmp_path):
     assert "conversation" not in kept_types and "detail" in kept_types
     for row in result.rows:
         assert row["_meta"]["verdicts"]["scene"]["ok"] is True
+    check_llava_export(result.run_dir, result.rows, options, tmp_path)
 
 
 async def test_llava_rejects_invented_and_unverifiable_descriptions(tmp_path):
