@@ -30,6 +30,13 @@ def cli():
     return run_cli
 
 
+@pytest.fixture(autouse=True)
+def private_request_cache(tmp_path_factory, monkeypatch):
+    """Commands outside a run directory share a request cache (~/.cache/synthloom by default): each
+    test gets its own, so no test is answered from another's cache (or from the developer's)."""
+    monkeypatch.setenv("SYNTHLOOM_CACHE", str(tmp_path_factory.mktemp("cache") / "requests.sqlite"))
+
+
 # --- model-dependent tests under several seeds and thread counts ------------------------------------
 # The embedded model's text differs from one CPU (and thread count) to another, so a test that
 # passes here can fail on the next machine unless it asserts properties that hold for any text.

@@ -14,7 +14,7 @@ from synthloom.llm.scripted import ScriptedModel
 
 @pytest.fixture
 def app(monkeypatch):
-    monkeypatch.setattr(commands, "load_model", lambda spec: ScriptedModel(["B"], identity=f"scripted:{spec}"))
+    monkeypatch.setattr("synthloom.llm.spec.load_model", lambda spec: ScriptedModel(["B"], identity=f"scripted:{spec}"))
     app = typer.Typer()
     commands.register(app)
 
@@ -76,7 +76,7 @@ def test_longfact_and_mwe_write_rejected_generations_with_reasons(monkeypatch, a
         n = next(counter)
         return "I cannot think of one" if n % 3 == 0 else "[Same question?]" if n % 3 == 1 else f"[Question {n}?]"
 
-    monkeypatch.setattr(commands, "load_model", lambda spec: ScriptedModel(writer, identity=f"scripted:{spec}"))
+    monkeypatch.setattr("synthloom.llm.spec.load_model", lambda spec: ScriptedModel(writer, identity=f"scripted:{spec}"))
     result = CliRunner().invoke(app, ["eval", "longfact", "--topics", "2", "--per-topic", "2", "--out", str(tmp_path / "lf")])
     assert result.exit_code == 0, result.output
     kept, rejected = _jsonl(tmp_path / "lf" / "results.jsonl"), _jsonl(tmp_path / "lf" / "rejected.jsonl")
@@ -94,3 +94,23 @@ def test_longfact_and_mwe_write_rejected_generations_with_reasons(monkeypatch, a
     # the "disagree" generation had no list, one statement was repeated; the judge never gives a lone label
     assert {"no_statements", "duplicate", "unlabelled"} <= by_reason
     assert next(r for r in rejected if r["reject_reason"] == "no_statements")["detail"] == "no list here"
+
+
+def test_a_repeated_evaluation_is_answered_from_the_request_cache(monkeypatch, tmp_path):
+    judges: list[ScriptedModel] = []
+
+    def load(spec):
+        judges.append(ScriptedModel(["A"], identity=f"scripted:{spec}"))
+        return judges[-1]
+
+    monkeypatch.setattr("synthloom.llm.spec.load_model", load)
+    app = typer.Typer()
+    commands.register(app)
+    app.callback()(lambda: None)
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"instruction": f"t{i}", "output": "x", "baseline": "y"}) + "\n" for i in range(4)))
+    for run in ("a", "b"):
+        result = CliRunner().invoke(app, ["eval", "judge", str(src), "--out", str(tmp_path / run)])
+        assert result.exit_code == 0, result.output
+    assert [j.calls for j in judges] == [4, 0]  # the second evaluation paid for nothing
+    assert (tmp_path / "a" / "results.jsonl").read_text() == (tmp_path / "b" / "results.jsonl").read_text()

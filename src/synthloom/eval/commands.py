@@ -16,7 +16,6 @@ from rich.console import Console
 
 from synthloom.errors import BadInputError
 from synthloom.io import read_rows
-from synthloom.llm.spec import load_model
 
 console = Console()
 T = TypeVar("T")
@@ -39,17 +38,16 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _with_models(specs: dict[str, str], work: Callable[[dict[str, Any]], Awaitable[T]]) -> T:
-    """Load each distinct spec once, run `work(models by role)`, close the models."""
+    """Build the roles' models (each spec once, behind the shared request cache, so a repeated
+    evaluation pays for nothing it already asked), run `work(models by role)`, close them."""
+    from synthloom.llm.models import build_models, close_models
+
     async def main() -> T:
-        loaded: dict[str, Any] = {}
+        models, backends = build_models(specs)
         try:
-            for spec in specs.values():
-                if spec not in loaded:
-                    loaded[spec] = load_model(spec)
-            return await work({role: loaded[spec] for role, spec in specs.items()})
+            return await work(models)
         finally:
-            for model in loaded.values():
-                await model.aclose()
+            await close_models(backends)
 
     return asyncio.run(main())
 

@@ -90,15 +90,11 @@ class ModelWorker:
 
     def _ensure_models(self) -> dict[str, Any]:
         if self._models is None:
-            from synthloom.llm.cache import CachedModel, RequestCache
-            from synthloom.llm.spec import load_model
+            from synthloom.llm.cache import RequestCache
+            from synthloom.llm.models import build_models
 
             self._cache = RequestCache(self._cache_path())
-            by_spec: dict[str, Any] = {}
-            for spec in sorted(set(self.specs.values())):
-                by_spec[spec] = CachedModel(load_model(spec, **self.model_options), self._cache)
-            self._backends = list(by_spec.values())
-            self._models = {role: by_spec[spec] for role, spec in self.specs.items()}
+            self._models, self._backends = build_models(self.specs, self._cache, model_options=self.model_options)
         return self._models
 
     def _cache_path(self) -> Path:

@@ -157,18 +157,10 @@ def build_models(pipeline: Pipeline, opts: RunOptions, cache_path: Path,
                  run_id: str | None = None) -> tuple[dict[str, Any], list[Any]]:
     """One cache-wrapped Model per role; roles with the same spec share one backend instance.
     With `run_id`, every answer is booked to the run in the cache's usage ledger."""
-    from synthloom.llm.cache import CachedModel, RequestCache
-    from synthloom.llm.spec import load_model
+    from synthloom.llm.models import build_models as build
 
-    cache = RequestCache(cache_path)
-    prices = load_prices(opts)
-    by_spec: dict[str, Any] = {}
-    models: dict[str, Any] = {}
-    for role, spec in resolve_model_specs(pipeline, opts).items():
-        if spec not in by_spec:
-            by_spec[spec] = CachedModel(load_model(spec, **opts.model_options), cache, run_id, prices)
-        models[role] = by_spec[spec]
-    return models, list(by_spec.values())
+    return build(resolve_model_specs(pipeline, opts), cache_path, model_options=opts.model_options, run_id=run_id,
+                 prices=load_prices(opts))
 
 
 def prepare_run(pipeline: Pipeline, opts: RunOptions) -> tuple[Path, dict[str, Any]]:
@@ -223,11 +215,9 @@ async def run_pipeline_async(pipeline: Pipeline, opts: RunOptions | None = None,
     try:
         result = await executor.run()
     finally:
-        for m in owned:
-            await m.aclose()
-            inner = getattr(m, "inner", None)
-            if inner is not None and inner is not m:
-                await inner.aclose()
+        from synthloom.llm.models import close_models
+
+        await close_models(owned)
     return finish_run(pipeline, opts, run_dir, info, result, models, executor.stop_reason)
 
 

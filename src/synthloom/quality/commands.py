@@ -111,19 +111,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Find and remove rows overlapping evaluation benchmarks (n-gram; optionally embedding + judge)."""
         from synthloom.quality.benchmarks_data import load_benchmark
-        from synthloom.quality.decontam import decontaminate
 
         rows, texts = _load(file, column)
         items = [it for b in benchmark for it in load_benchmark(b)]
         if judge_kind not in ("code", "math", "knowledge"):
             raise BadInputError(f"unknown judge kind {judge_kind!r}: use code, math or knowledge")
-        embedder = model = None
+        embedder = None
         if judge:
-            from synthloom.llm.spec import load_model
             from synthloom.quality.embeddings import default_embedder
 
-            embedder, model = default_embedder(), load_model(judge)
-        result = asyncio.run(decontaminate(texts, items, ngram, embedder, model, top_k, judge_kind=judge_kind))  # type: ignore[arg-type]
+            embedder = default_embedder()
+        result = asyncio.run(_decontaminate_with_judge(texts, items, ngram, embedder, judge, top_k, judge_kind))
         dirty = result.contaminated_rows()
         target = out or _default_out(file, "clean")
         _write_rows([r for i, r in enumerate(rows) if i not in dirty], target)
@@ -190,15 +188,30 @@ def register(app: typer.Typer) -> None:
                                "output": str(target)}))
 
 
+async def _decontaminate_with_judge(texts: list[str], items: list[Any], ngram: int, embedder: Any,
+                                    judge: str | None, top_k: int, judge_kind: str) -> Any:
+    """decontaminate() with the judge spec built behind the shared request cache (and closed)."""
+    from synthloom.llm.models import build_models, close_models
+    from synthloom.quality.decontam import decontaminate
+
+    models, backends = build_models({"judge": judge}) if judge else ({"judge": None}, [])
+    try:
+        return await decontaminate(texts, items, ngram, embedder, models["judge"], top_k,
+                                   judge_kind=judge_kind)  # type: ignore[arg-type]
+    finally:
+        await close_models(backends)
+
+
 async def _perplexities(spec: str, texts: list[str]) -> list[float | None]:
     """Perplexity per text (None when empty or longer than the model's context), with a progress bar."""
     from rich.console import Console
     from rich.progress import Progress
 
     from synthloom.llm.base import InvalidRequestError
-    from synthloom.llm.spec import load_model
+    from synthloom.llm.models import build_models
 
-    model = load_model(spec)
+    models, backends = build_models({"scorer": spec})  # scores are cached like answers
+    model = models["scorer"]
     try:
         if not getattr(model, "can_score", False):
             raise BadInputError(
@@ -221,4 +234,6 @@ async def _perplexities(spec: str, texts: list[str]) -> list[float | None]:
             await asyncio.gather(*(one(i) for i in range(len(texts))))
         return values
     finally:
-        await model.aclose()
+        from synthloom.llm.models import close_models
+
+        await close_models(backends)
