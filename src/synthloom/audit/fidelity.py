@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -164,11 +165,19 @@ def cluster_coverage(real: np.ndarray, synth: np.ndarray, real_texts: Sequence[s
 
 def fidelity_audit(real_texts: Sequence[str], synth_texts: Sequence[str], real: np.ndarray, synth: np.ndarray,
                    limits: FidelityLimits = FidelityLimits(), seed: int = 0, use_mauve: bool = True) -> dict[str, Any]:
-    """Every fidelity measure, and the checks the audit gates on."""
-    precision, recall = precision_recall(real, synth)
-    auc = c2st_auc(real, synth, seed=seed)
-    mauve_value = mauve_score(real, synth, seed=seed) if use_mauve else None
-    clusters = cluster_coverage(real, synth, real_texts, synth_texts, seed=seed)
+    """Every fidelity measure, and the checks the audit gates on (`timings` says what each cost)."""
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn: Any, *args: Any, **kw: Any) -> Any:
+        t = time.perf_counter()
+        out = fn(*args, **kw)
+        timings[name] = round(time.perf_counter() - t, 2)
+        return out
+
+    precision, recall = timed("precision_recall", precision_recall, real, synth)
+    auc = timed("c2st", c2st_auc, real, synth, seed=seed)
+    mauve_value = timed("mauve", mauve_score, real, synth, seed=seed) if use_mauve else None
+    clusters = timed("clusters", cluster_coverage, real, synth, real_texts, synth_texts, seed=seed)
     checks = [
         Check("mauve", mauve_value, limits.mauve_min, True, "mauve (Pillutla et al. 2021) on MiniLM features"),
         Check("precision", precision, limits.precision_min, True, "k-NN manifold precision (Kynkaanniemi et al. 2019)"),
@@ -181,5 +190,5 @@ def fidelity_audit(real_texts: Sequence[str], synth_texts: Sequence[str], real: 
                 "recall": rounded(recall), "c2st_auc": rounded(auc),
                 "lengths": length_comparison(real_texts, synth_texts),
                 "vocabulary": vocabulary_comparison(real_texts, synth_texts), "clusters": clusters,
-                "rows": {"real": len(real_texts), "synthetic": len(synth_texts)}}
+                "rows": {"real": len(real_texts), "synthetic": len(synth_texts)}, "timings": timings}
     return {"measures": measures, "checks": [c.as_dict() for c in checks]}

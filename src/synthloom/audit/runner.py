@@ -70,22 +70,35 @@ def run_audit(texts: Sequence[str], *, reference: Sequence[str] | None = None,
         "fidelity": dataclasses.asdict(limits.fidelity), "privacy": dataclasses.asdict(limits.privacy),
         "bias": dataclasses.asdict(limits.bias)}}
     checks: list[dict[str, Any]] = []
-    synth_emb = embedder.encode(texts) if reference is not None or private_seeds is not None else None
-    if reference is not None:
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 2)
+        clock = now
+
+    ref = _clean(reference, "the reference set") if reference is not None else None
+    seeds = _clean(private_seeds, "the private seed set") if private_seeds is not None else None
+    synth_emb = embedder.encode(texts) if ref is not None or seeds is not None else None
+    ref_emb = embedder.encode(ref) if ref is not None else None
+    seed_emb = embedder.encode(seeds) if seeds is not None else None
+    lap("embed")
+    if ref is not None:
         from synthloom.audit.fidelity import fidelity_audit
 
-        ref = _clean(reference, "the reference set")
-        part = fidelity_audit(ref, texts, embedder.encode(ref), synth_emb, limits.fidelity, seed=seed,
-                              use_mauve=use_mauve)
+        part = fidelity_audit(ref, texts, ref_emb, synth_emb, limits.fidelity, seed=seed, use_mauve=use_mauve)
         result["fidelity"] = part["measures"]
         checks += _tagged("fidelity", part["checks"])
-    if private_seeds is not None:
+        lap("fidelity")
+    if seeds is not None:
         from synthloom.audit.leakage import leakage_audit
 
-        seeds = _clean(private_seeds, "the private seed set")
-        part = leakage_audit(texts, seeds, synth_emb, embedder.encode(seeds), limits.privacy)
+        part = leakage_audit(texts, seeds, synth_emb, seed_emb, limits.privacy)
         result["privacy"] = part["measures"]
         checks += _tagged("privacy", part["checks"])
+        lap("leakage")
     if canaries:
         from synthloom.audit.canary import canary_exposure
 
@@ -100,14 +113,17 @@ def run_audit(texts: Sequence[str], *, reference: Sequence[str] | None = None,
         check = Check("share_with_pii", result["pii"]["share_with_pii"], limits.privacy.pii_share_max, False,
                       "rows with PII found by Presidio pattern recognisers")
         checks += _tagged("privacy", [check.as_dict()])
+        lap("pii")
     if bias:
         from synthloom.audit.bias import bias_audit
 
         part = bias_audit(texts, reference, limits.bias)
         result["bias"] = part["measures"]
         checks += _tagged("bias", part["checks"])
+        lap("bias")
     result["checks"] = checks
     result["seconds"] = round(time.perf_counter() - started, 2)
+    result["timings"] = timings
     if hasattr(embedder, "hits"):
         result["embeddings"] = {"cached": embedder.hits, "computed": embedder.misses}
     return finalize(result)
