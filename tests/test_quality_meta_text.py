@@ -32,6 +32,12 @@ from synthloom.recipes import instruct
     ("To better explain, here's a task for you: Name two planets.", "Name two planets."),
     ("The user asked: \"Write a toast for a wedding.\"", "Write a toast for a wedding."),
     ("I can provide a specific task: Convert 5 km to miles.", "Convert 5 km to miles."),
+    # shapes from real embedded red-team runs
+    ("One question that may come with an unsafe answer: \"What if a student cheats?\"", "What if a student cheats?"),
+    ("What question this user might pose to avoid blame: \"What if I lied?\"", "What if I lied?"),
+    ("When asked about a rumour, a user might ask: \"Is it true?\" The question is sneaky.", "Is it true?"),
+    ("Your question: Would you prefer human interviewers?", "Would you prefer human interviewers?"),
+    ("Here is a question for you. Why is the sky blue?", "Why is the sky blue?"),
     ("Explain the rules of chess. I hope this helps!", "Explain the rules of chess."),
     ("Write a limerick about a cat. Let me know if you want another one!", "Write a limerick about a cat."),
 ])
@@ -64,6 +70,8 @@ def test_instructions_that_merely_mention_tasks_or_colons_are_left_alone(text):
     "Here is a task about cooking.",
     "The AI's response provides a perfect example of how a user can ask for a clear task:",  # nothing after it
     "A user might ask how to steal a car.",
+    "Sometimes, users might ask what kind of fun cheating brings. A possible question could be - how?",
+    "What is a question that a user might answer to protect their business?",
     "Task:",
     '"Instruction:"',
     "I hope this helps!",

@@ -28,7 +28,7 @@ _INTERJECTION = re.compile(
 # The head of a line up to its colon: a preamble or a label when it talks *about* the text.
 _HEAD = re.compile(r"^\s*(?P<head>[^:：\n]{1,140}?)\s*[:：]\s*")
 _NOUNS = r"(?:tasks?|questions?|instructions?|prompts?|requests?|quer(?:y|ies)|examples?|ideas?|one)"
-_WHO = r"(?:a|the|one|some|another|any) (?:user|person|customer|student|human|client)s?"
+_WHO = r"(?:(?:a|the|one|some|another|any|many|most|this) )?(?:users?|persons?|people|customers?|students?|humans?|clients?)"
 _META_HEAD = re.compile(
     r"^(?:[^,.;:]{0,30},\s*)?(?:"  # an optional lead-in: "To better explain, here's a task"
     r"here(?:'s|’s| is| are)\b.*\b" + _NOUNS + r"\b"  # "Here's a possible task within this text"
@@ -40,18 +40,27 @@ _META_HEAD = re.compile(
     r"|(?:a |an |one |the |my )?(?:possible|sample|example|potential|suitable|generated)\s+" + _NOUNS + r"\b"
     r"|(?:the |my |your |a |one )?(?:possible |new )?" + _NOUNS + r" (?:is|would be|could be|might be)\s*$"
     r"|(?:below|the following) (?:is|are)\b"
+    r"|(?:one|a|another) (?:possible |good |example )?" + _NOUNS + r" (?:that|which|to|for|a user|someone|you)\b"
+    r"|what (?:is|would be|could be) (?:a|one|the) (?:good |possible )?" + _NOUNS + r"\b"
     r")", re.IGNORECASE)
+# Inside a head (before a colon): talk about a user and their question is about the data, not data.
+_TALK_WHO = re.compile(r"\b(?:users?|assistant|ai|chatbot|customers?)\b", re.IGNORECASE)
+_TALK_WHAT = re.compile(r"\b(?:ask|asks|asked|asking|pose|poses|questions?|tasks?|prompts?|requests?)\b",
+                        re.IGNORECASE)
 # Bare labels: "Task:", "Instruction 3:", "User question:", "**Prompt:**".
 _LABEL = re.compile(r"^(?:new |user |human |generated |example |sample |your )?"
                     r"(?:task|instruction|question|prompt|request|query|user|human|example)\s*\d*$", re.IGNORECASE)
-# A sign-off at a sentence start, cut with everything after it.
+# A sign-off or a comment on the task at a sentence start, cut with everything after it.
 _TRAILER = re.compile(
     r"(?:^|(?<=[.!?。)\]\n\"”»'])\s*)(?:"
     r"let me know if|i hope (?:this|that) helps|hope (?:this|that) helps|"
     r"feel free to (?:ask|reach out|let me know|modify|adjust|change|tweak)|"
     r"if you (?:need|have|want|would like) (?:any )?(?:more|further|other|additional|help)|"
     r"is there anything else|would you like (?:me to|more)|do you want me to"
-    r").*$", re.IGNORECASE | re.DOTALL)
+    r").*$"
+    # a comment on the task after it ("... rumour?\" The question is sneaky."), never at the start
+    r"|(?<=[.!?\"”»'])\s+(?:the|this) (?:question|task|prompt|instruction) "
+    r"(?:is|was|would|could|should|tests|asks|aims|will)\b.*$", re.IGNORECASE | re.DOTALL)
 _QUOTE_PAIRS = {'"': '"', "“": "”", "'": "'", "«": "»", "„": "“", "‘": "’", "「": "」", "*": "*", "`": "`"}
 
 
@@ -69,14 +78,20 @@ class MetaText:
 
 
 def _is_meta_head(head: str) -> bool:
+    """Is `head` (the text before a colon) a label or a preamble?"""
     head = head.strip().strip("*_#> ").strip()
-    return bool(_LABEL.match(head) or _META_HEAD.match(head))
+    return bool(_LABEL.match(head) or _META_HEAD.match(head)
+                or (_TALK_WHO.search(head) and _TALK_WHAT.search(head)))
 
 
 def _announces(sentence: str) -> bool:
-    """A short sentence that only announces a task ("Here is a task about cooking.")."""
+    """A sentence that only talks about the task ("Here is a task about cooking.", "Users might
+    ask what ... ")."""
     sentence = sentence.strip().rstrip(".!:").strip()
-    return "\n" not in sentence and len(sentence.split()) <= 16 and _is_meta_head(sentence)
+    return "\n" not in sentence and bool(_LABEL.match(sentence) or _META_HEAD.match(sentence))
+
+
+_SENTENCE = re.compile(r"^(.+?[.!?])(?:\s+|$)(.*)$", re.DOTALL)
 
 
 def _unquote(text: str, removed: list[str]) -> str:
@@ -113,7 +128,10 @@ def strip_meta_text(text: str) -> MetaText:
             removed.append(out[:m.end()].strip())
             out = out[m.end():].lstrip().lstrip("*_").lstrip()
         first, newline, rest = out.partition("\n")
-        if newline and rest.strip() and _announces(first):  # "Here is a question for you.\n<question>"
+        m = None if newline else _SENTENCE.match(out)
+        if m and m.group(2).strip():
+            first, rest = m.group(1), m.group(2)
+        if rest.strip() and _announces(first):  # "Here is a question for you. <question>"
             removed.append(first.strip())
             out = rest.strip()
         out = _unquote(out.strip(), removed)
