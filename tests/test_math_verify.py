@@ -176,3 +176,11 @@ def test_time_budget_interrupts_runaway_work() -> None:
         while True:
             pass
     assert time.perf_counter() - start < 1.0
+
+
+def test_repeating_outputs_are_refused_fast() -> None:
+    start = time.perf_counter()
+    for degenerate in ("The answer is 1. " * 2000, "\\boxed{" * 3000):
+        assert "repeating output" in final_answer(degenerate).reason
+    assert final_answer("The answer is 1. " * 5).answer == "1"  # agreeing repeats are fine
+    assert time.perf_counter() - start < 1.0

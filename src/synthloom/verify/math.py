@@ -43,6 +43,7 @@ from synthloom.verdicts import Verdict
 DEFAULT_TIME_BUDGET_S = 2.0
 MAX_EXPRESSION_CHARS = 200
 MAX_NUMERIC_EXPONENT = 1000
+MAX_MARKERS = 20  # more final-answer markers than this is a model repeating itself
 
 # ---------------------------------------------------------------------------------------------
 # Extraction
@@ -206,9 +207,12 @@ def final_answer(text: str, fallback_last_number: bool = False,
     text = re.sub(r"(?<![\w)])\*\*|\*\*(?![\w(])", "", text)  # markdown bold, not a power
     if uncertain := _UNCERTAIN.search(text):
         return FinalAnswer(None, "", f"the text says it is unsure ({uncertain.group(0)!r})")
+    hits = list(_marker_hits(text))
+    if len(hits) > MAX_MARKERS:
+        return FinalAnswer(None, "", f"{len(hits)} final-answer markers: a repeating output")
     found: list[tuple[str, str, int]] = []  # (method, answer, end position)
     refused = ""
-    for start, end, method in _marker_hits(text):
+    for start, end, method in hits:
         before = text[:start]
         sentence_start = _SENTENCE_START.search(before)
         prefix = before[sentence_start.start() + 1 :] if sentence_start else before
@@ -254,7 +258,8 @@ def final_answer(text: str, fallback_last_number: bool = False,
                 return FinalAnswer(numbers[-1].rstrip(".,"), "last_number")
         return FinalAnswer(None, "", "no explicit final answer (The answer is N, \\boxed{N}, #### N)")
     method, answer, stop = found[-1]
-    for other_method, other, _ in found[:-1]:
+    others = {normalize_answer(other): (other_method, other) for other_method, other, _ in found[:-1]}
+    for other_method, other in others.values():
         if not _compare(other, answer, time_budget_s)[0]:
             return FinalAnswer(None, method, f"competing final answers: {other!r} ({other_method}) and {answer!r}")
     rest = text[stop:]
