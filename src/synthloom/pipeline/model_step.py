@@ -151,21 +151,20 @@ class ModelStep(Step):
         return {self.output: obj}
 
     async def process(self, rows: list[Row], ctx: StepContext) -> list[Any]:
-        model = ctx.model(self.model)
-        return list(await asyncio.gather(*(self._one(row, model, ctx) for row in rows)))
+        ctx.model(self.model)  # a missing role is a config error before any request
+        return list(await asyncio.gather(*(self._one(row, ctx) for row in rows)))
 
-    async def _one(self, row: Row, model: Any, ctx: StepContext) -> Any:
+    async def _one(self, row: Row, ctx: StepContext) -> Any:
         request = self.build_request(row, ctx)
+        log = CallLog()
         try:
-            response: ChatResponse = await ask(ctx, self.model, request, CallLog(), self.name)
+            response: ChatResponse = await ask(ctx, self.model, request, log, self.name)
         except InvalidRequestError as e:
             return Rejected("invalid_request", row, str(e))
         params = {"temperature": self.temperature, "top_p": self.top_p,
                   "max_tokens": self.max_tokens, "n": self.n}
-        usage = {"prompt_tokens": response.usage.prompt_tokens,
-                 "completion_tokens": response.usage.completion_tokens}
-        meta = dict(model=model.identity, prompt_sha=self.prompt_sha, params=params,
-                    seed=request.seed, usage=usage, synthetic=True)
+        meta = log.meta(self.prompt_sha, params)  # model, prompt hash, params, seed, usage, synthetic
+        raw_by_sample = meta.pop("raw")
         outcomes: list[Row | Rejected] = []
         parsed_list: list[Any] = []
         for i, choice in enumerate(response.choices):
@@ -186,11 +185,12 @@ class ModelStep(Step):
             if self.samples == "list" and self.n > 1:
                 parsed_list.append(parsed.get(self.output, parsed))
                 continue
-            raw = {self.name if self.n == 1 else f"{self.name}#{i}": choice.text}
+            key = self.name if self.n == 1 else f"{self.name}#{i}"
+            raw = {key: raw_by_sample[key]}
             outcomes.append(ctx.derive(row, {**parsed, "sample_index": i} if self.n > 1 else parsed,
                                        raw=raw, **meta))
         if self.samples == "list" and self.n > 1:
             if not parsed_list:
                 return outcomes
-            return ctx.derive(row, {self.output: parsed_list}, **meta)
+            return ctx.derive(row, {self.output: parsed_list}, raw=raw_by_sample, **meta)
         return outcomes
