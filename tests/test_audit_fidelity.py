@@ -115,11 +115,12 @@ def test_cli_exit_codes_gate_on_fidelity(sets, tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "good.audit.json").read_text())
     assert saved["fidelity"]["precision"] == 1.0 and saved["embeddings"]["computed"] == len(set(texts["real"]))
     failed = runner.invoke(app, ["audit", str(bad), "-r", str(ref), "--reference-column", "q", "--no-pii",
-                                 "--no-mauve", "-t", "c2st_auc_max=0.999"])
+                                 "--no-mauve", "-t", "c2st_auc_max=0.999", "--sample", "100"])
     assert failed.exit_code == AUDIT_FAILED_EXIT
     assert set(json.loads(failed.stdout.strip().splitlines()[-1])["failed"]) >= {"precision", "recall", "c2st_auc"}
     saved = json.loads((tmp_path / "bad.audit.json").read_text())  # the reference came from the cache this time
-    assert saved["embeddings"]["computed"] == len(set(texts["other"])) and saved["fidelity"]["mauve"] is None
+    assert saved["fidelity"]["rows"] == {"real": 100, "synthetic": 100} and saved["fidelity"]["mauve"] is None
+    assert 0 < saved["embeddings"]["computed"] <= 100 and saved["embeddings"]["cached"] == 100  # only the sample
 
 
 def test_cli_bad_input_is_one_line(tmp_path):

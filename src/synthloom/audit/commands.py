@@ -99,6 +99,7 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="audit JSON (default FILE.audit.json, "
                                            "or RUN/audit.json for a run directory)"),
         cache: Optional[Path] = typer.Option(None, help="embedding cache (default ~/.cache/synthloom/embeddings.sqlite)"),
+        sample: Optional[int] = typer.Option(None, help="fidelity on at most N rows a side (leakage, PII, bias see all)"),
         seed: int = typer.Option(0),
     ) -> None:
         """Trust audit: fidelity to --reference, leakage of --private-seeds and --canaries, PII, bias.
@@ -115,7 +116,7 @@ def register(app: typer.Typer) -> None:
         seeds = _texts(private_seeds, seed_column or column) if private_seeds else None
         result = run_audit(texts, reference=ref, private_seeds=seeds, canaries=_canaries(canaries) if canaries else None,
                            bias=bias, pii=pii, limits=limits, embedder=CachedEmbedder(path=cache), seed=seed,
-                           use_mauve=mauve)
+                           use_mauve=mauve, sample=sample)
         if prompt_column:
             result = add_part(result, "counterfactual", "bias",
                               asyncio.run(_counterfactual(model, _texts(data_path, prompt_column), limits, seed, cache)))
