@@ -118,6 +118,17 @@ def test_canaries_are_unique_found_through_separator_changes_and_gate():
     assert again == make_canaries(2, seed=7) and all(s in row["t"] for s, row in zip(again, planted))
 
 
+def test_plant_canaries_cli_writes_seeds_and_the_secrets_file(tmp_path):
+    src = tmp_path / "s.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in _records(6, 0)))
+    res = runner.invoke(app, ["plant-canaries", str(src), "-n", "3", "--seed", "5"])
+    assert res.exit_code == 0, res.output
+    secrets = (tmp_path / "s.canaries.txt").read_text().split()
+    rows = [json.loads(x)["text"] for x in (tmp_path / "s.canaries.jsonl").read_text().splitlines()]
+    assert secrets == make_canaries(3, seed=5) and sum(any(s in r for s in secrets) for r in rows) == 3
+    assert runner.invoke(app, ["plant-canaries", str(src), "-n", "0"]).exit_code == 2
+
+
 @pytest.mark.slow
 async def test_canaries_planted_in_seeds_surface_through_a_copying_recipe(tmp_path):
     """Plant secrets in private seeds, run a recipe on the embedded model, audit the output."""

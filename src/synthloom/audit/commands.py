@@ -1,4 +1,4 @@
-"""CLI commands of the trust audit: `audit` and `redact-pii` (mounted by synthloom.cli).
+"""CLI commands of the trust audit: `audit`, `plant-canaries`, `redact-pii` (mounted by synthloom.cli).
 
 `synthloom audit` exits 0 when every check passed (or could not be measured), 4 when any failed,
 2 on bad input, so CI can gate on it.
@@ -76,7 +76,7 @@ def _print_checks(result: dict[str, Any]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `audit` and `redact-pii` commands to a Typer app."""
+    """Add the `audit`, `plant-canaries` and `redact-pii` commands to a Typer app."""
     from synthloom.quality.commands import _one_line_errors
 
     @app.command()
@@ -133,6 +133,30 @@ def register(app: typer.Typer) -> None:
                                "seconds": result["seconds"], "report": str(target)}))
         if not result["passed"]:
             raise typer.Exit(AUDIT_FAILED_EXIT)
+
+    @app.command("plant-canaries")
+    @_one_line_errors
+    def plant_canaries_cmd(
+        file: Path = typer.Argument(..., help="private seed rows (JSONL / Parquet / CSV)"),
+        column: str = typer.Option("text", "--column", "-c", help="text column to plant secrets in"),
+        count: int = typer.Option(5, "--count", "-n", help="canaries to plant (one row each, spread evenly)"),
+        seed: int = typer.Option(0),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="seeds with canaries (default FILE.canaries.jsonl)"),
+    ) -> None:
+        """Plant unique secrets in seed rows; run a recipe on the output, then `audit --canaries FILE.canaries.txt`."""
+        from synthloom.audit.canary import plant_canaries
+        from synthloom.quality.commands import _default_out, _load, _write_rows
+
+        if count < 1:
+            raise BadInputError("--count must be at least 1")
+        rows, _ = _load(file, column)
+        planted, secrets = plant_canaries(rows, column, count, seed)
+        target = out or _default_out(file, "canaries")
+        _write_rows(planted, target)
+        secrets_path = target.with_suffix(".txt")
+        secrets_path.write_text("\n".join(secrets) + "\n", encoding="utf-8")
+        typer.echo(json.dumps({"rows": len(rows), "canaries": len(secrets), "output": str(target),
+                               "canaries_file": str(secrets_path)}))
 
     @app.command("redact-pii")
     @_one_line_errors

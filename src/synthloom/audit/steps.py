@@ -73,6 +73,7 @@ class TrustAuditStep(Step):
     bias: bool = True
     pii: bool = True
     thresholds: dict[str, float] = {}
+    sample: int | None = None
     fail_run: bool = False
 
     def input_columns(self) -> set[str]:
@@ -88,7 +89,8 @@ class TrustAuditStep(Step):
         result = run_audit([str(r.get(self.column) or "") for r in rows],
                            reference=column_of(self.reference, self.reference_column),
                            private_seeds=column_of(self.private_seeds, self.seed_column), canaries=self.canaries or None,
-                           bias=self.bias, pii=self.pii, limits=AuditLimits.from_pairs(self.thresholds), seed=ctx.run_seed)
+                           bias=self.bias, pii=self.pii, limits=AuditLimits.from_pairs(self.thresholds), seed=ctx.run_seed,
+                           sample=self.sample)
         if ctx.run_dir is not None:
             write_audit(result, Path(ctx.run_dir) / AUDIT_FILE)
         if self.fail_run and not result["passed"]:
