@@ -123,7 +123,9 @@ def inventing_answers(request) -> str:
     prompt = request.messages[-1]["content"]
     if "Detailed description" in prompt:
         return "A large yellow star shines above three purple hexagons."  # nothing of it is in the scene
-    return "The picture shows several flat shapes spread across a plain background."  # names nothing
+    if prompt.rstrip().endswith("Question:"):  # a free-form turn that names nothing checkable
+        return "What feeling does it give?\n===\nAnswer:\nA calm one.\n==="
+    return "The picture shows several flat shapes spread across a plain background."
 
 
 async def test_llava_rejects_answers_that_contradict_the_scene(tmp_path):
@@ -148,6 +150,10 @@ async def test_llava_rejects_invented_and_unverifiable_descriptions(tmp_path):
     assert result.rows == []
     rejected = result.stats["funnel"][2]["rejected"]
     assert rejected.get("detail.verify:wrong_answer") == 2
+    # the unverifiable conversations pass the verify step but neither the gate nor the LLaVA export
+    gate = {f["step"]: f for f in result.stats["funnel"]}["verdict_gate"]
+    assert gate["rows_in"] == 2 and gate["rows_out"] == 0
+    assert json.loads((result.run_dir / "data" / "llava.json").read_text()) == []
 
 
 def test_bad_options_are_one_line_errors():

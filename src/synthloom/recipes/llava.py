@@ -35,6 +35,7 @@ DESCRIPTION = ("LLaVA: scene images + captions/boxes -> conversation, detail, re
                "verified against the scene graph.")
 
 TYPES = ("conversation", "detail", "reasoning", "qa")
+REQUIRED = ["scene"]  # every answer of a row checked against the scene graph and right
 OUTPUT_COLUMNS = ["id", "image", "type", "conversations", "turns", "turn_checks", "captions", "boxes", "scene"]
 
 
@@ -96,7 +97,8 @@ def build(options: Options) -> Pipeline:
         Branch(name="types", branches={t: type_steps(t, options) for t in options.types}, branch_column="type"),
         LlavaFormat(name="format"),
         Select(name="columns", columns=OUTPUT_COLUMNS),
-        ExportMultimodal(name="export", filename="llava", image_columns=["image"], llava_json=True),
+        ExportMultimodal(name="export", filename="llava", image_columns=["image"], llava_json=True,
+                         required_checks=REQUIRED),
     ]
     return Pipeline(NAME, steps, source=source, models={"generator": "embedded"}, description=DESCRIPTION,
                     options={"image_columns": ["image"]}, shard_size=16,

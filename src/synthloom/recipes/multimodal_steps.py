@@ -365,6 +365,9 @@ class ExportMultimodal(Step):
     image_columns: list[str] = ["image"]
     llava_json: bool = False
     columns: list[str] | None = None  # columns of the Parquet file (default: all but _meta)
+    # the pipeline's required checks: export runs before the runner's gate, so only rows the gate
+    # will pass go into these training files (the rest still flow on, to be rejected there)
+    required_checks: list[str] | None = None
 
     def input_columns(self) -> set[str]:
         return set(self.image_columns) | ({"id", "image", "conversations"} if self.llava_json else set())
@@ -379,11 +382,15 @@ class ExportMultimodal(Step):
             write_text_atomic,
         )
 
+        from synthloom.verdicts import gate_reason
+
         data = _run_dir(ctx) / "data"
         keep = self.columns
+        passing = rows if self.required_checks is None else [
+            r for r in rows if gate_reason(r, self.required_checks) is None]
         table_rows = [{k: v for k, v in r.items() if (keep is None and k != META) or (keep and k in keep)}
-                      | {META: r.get(META)} for r in rows]
-        if rows:
+                      | {META: r.get(META)} for r in passing]
+        if passing:
             table = img_io.with_image_columns(rows_to_table(table_rows), self.image_columns, _run_dir(ctx))
             label = {"synthetic": True, "generator": "synthloom", "recipe": ctx.recipe}
             table = table.replace_schema_metadata({**(table.schema.metadata or {}),
@@ -392,6 +399,6 @@ class ExportMultimodal(Step):
                 pq.write_table(table, tmp, compression="zstd")
         if self.llava_json:
             items = [{"id": r["id"], "image": r["image"], "conversations": r["conversations"],
-                      "type": r.get("type")} for r in rows]
+                      "type": r.get("type")} for r in passing]
             write_text_atomic(data / f"{self.filename}.json", json.dumps(items, ensure_ascii=False, indent=1))
         return rows
