@@ -23,8 +23,8 @@ from synthloom.eval.judge import (
     rubric_score,
 )
 from synthloom.eval.search import LocalSearch
-from synthloom.llm.base import InvalidRequestError, Usage
-from synthloom.pipeline.calls import CallLog, ask
+from synthloom.llm.base import Usage
+from synthloom.pipeline.calls import CallLog, PerRowModelStep, ask
 from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
 from synthloom.records import Row
 
@@ -41,7 +41,7 @@ def _record(ctx: StepContext, identity: str, usage: Usage, cached: bool = False)
 
 
 @register_step("judge_pairwise")
-class JudgePairwise(Step):
+class JudgePairwise(PerRowModelStep):
     """Compare `output` (the model) with `baseline` per `instruction`; order randomised and recorded."""
 
     kind: ClassVar[str] = "map"
@@ -61,18 +61,12 @@ class JudgePairwise(Step):
     def model_roles(self) -> set[str]:
         return {self.model}
 
-    async def process(self, rows: list[Row], ctx: StepContext) -> list[Any]:
+    async def one(self, row: Row, ctx: StepContext) -> Any:
         cfg = PairwiseConfig(labels=self.labels, top_logprobs=self.top_logprobs, seed=ctx.run_seed)
-        return list(await asyncio.gather(*(self._one(row, cfg, ctx) for row in rows)))
-
-    async def _one(self, row: Row, cfg: PairwiseConfig, ctx: StepContext) -> Any:
         item = {"instruction": row[self.instruction], "output_1": row[self.baseline], "output_2": row[self.output]}
         request, swapped = pairwise_request(item, cfg)
         log = CallLog()
-        try:
-            response = await ask(ctx, self.model, request, log, self.name)
-        except InvalidRequestError as e:
-            return Rejected("invalid_request", row, str(e))
+        response = await ask(ctx, self.model, request, log, self.name)
         verdict = pairwise_verdict(response, swapped, cfg.labels)
         if verdict["preference"] is None:
             return Rejected("judge_unknown", row, repr(response.text[:200]))
@@ -82,7 +76,7 @@ class JudgePairwise(Step):
 
 
 @register_step("judge_rubric")
-class JudgeRubric(Step):
+class JudgeRubric(PerRowModelStep):
     """Grade `output` for `instruction` from 1 to 10 into `score`."""
 
     kind: ClassVar[str] = "map"
@@ -100,22 +94,15 @@ class JudgeRubric(Step):
     def model_roles(self) -> set[str]:
         return {self.model}
 
-    async def process(self, rows: list[Row], ctx: StepContext) -> list[Any]:
+    async def one(self, row: Row, ctx: StepContext) -> Any:
         cfg = RubricConfig(seed=ctx.run_seed)
-
-        async def one(row: Row) -> Any:
-            request = rubric_request({"instruction": row[self.instruction], "output": row[self.output]}, cfg)
-            log = CallLog()
-            try:
-                response = await ask(ctx, self.model, request, log, self.name)
-            except InvalidRequestError as e:
-                return Rejected("invalid_request", row, str(e))
-            score = rubric_score(response)
-            if score is None:
-                return Rejected("judge_unknown", row, repr(response.text[:200]))
-            return ctx.derive(row, {self.score: score}, **log.meta(template_sha(cfg.template), {"temperature": 0.0}))
-
-        return list(await asyncio.gather(*(one(r) for r in rows)))
+        request = rubric_request({"instruction": row[self.instruction], "output": row[self.output]}, cfg)
+        log = CallLog()
+        response = await ask(ctx, self.model, request, log, self.name)
+        score = rubric_score(response)
+        if score is None:
+            return Rejected("judge_unknown", row, repr(response.text[:200]))
+        return ctx.derive(row, {self.score: score}, **log.meta(template_sha(cfg.template), {"temperature": 0.0}))
 
 
 @register_step("safe_factuality")

@@ -17,7 +17,8 @@ from typing import Any
 
 from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError, TextScore, Usage
 from synthloom.llm.constrained import ChoiceReading, choice_request, read_choice, strict_label
-from synthloom.pipeline.step import StepContext
+from synthloom.pipeline.step import Outcome, Rejected, Step, StepContext
+from synthloom.records import Row
 from synthloom.verdicts import Verdict
 
 
@@ -45,6 +46,27 @@ class CallLog:
 def user_request(prompt: str, seed: int, system: str | None = None, **params: Any) -> ChatRequest:
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     return ChatRequest(messages=messages, seed=seed, **params)
+
+
+class PerRowModelStep(Step):
+    """Base of steps that call models for each row on its own (one or several dependent calls).
+
+    Subclasses implement `one(row, ctx)`; the rows run concurrently (the backend batches their
+    requests) and a request the backend refuses for that row (prompt longer than the context, …)
+    rejects the row as `invalid_request` instead of failing the shard.
+    """
+
+    async def one(self, row: Row, ctx: StepContext) -> Outcome:
+        raise NotImplementedError(f"step type {type(self).__name__} must implement one()")
+
+    async def process(self, rows: list[Row], ctx: StepContext) -> list[Outcome]:
+        return list(await asyncio.gather(*(self._guarded(row, ctx) for row in rows)))
+
+    async def _guarded(self, row: Row, ctx: StepContext) -> Outcome:
+        try:
+            return await self.one(row, ctx)
+        except InvalidRequestError as e:
+            return Rejected("invalid_request", row, str(e))
 
 
 async def ask(ctx: StepContext, role: str, request: ChatRequest, log: CallLog, label: str) -> ChatResponse:
@@ -111,5 +133,5 @@ async def score_each(ctx: StepContext, role: str, texts: list[str]) -> list[Text
     return list(await asyncio.gather(*(one(t) for t in texts)))
 
 
-__all__ = ["CallLog", "ChoiceReading", "InvalidRequestError", "ask", "choice_request", "choice_verdict", "choose",
-           "read_choice", "score_each", "strict_label", "user_request"]
+__all__ = ["CallLog", "ChoiceReading", "InvalidRequestError", "PerRowModelStep", "ask", "choice_request",
+           "choice_verdict", "choose", "read_choice", "score_each", "strict_label", "user_request"]

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any, ClassVar, Literal
 
 from pydantic import PrivateAttr
 
 from synthloom.errors import ConfigError
-from synthloom.llm.base import ChatRequest, ChatResponse, InvalidRequestError
-from synthloom.pipeline.calls import CallLog, ask
-from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
+from synthloom.llm.base import ChatRequest, ChatResponse
+from synthloom.pipeline.calls import CallLog, PerRowModelStep, ask
+from synthloom.pipeline.step import Rejected, StepContext, register_step
 from synthloom.pipeline.templates import PromptTemplate
 from synthloom.records import Row, sha256_hex
 
@@ -21,7 +20,7 @@ class ParseError(ValueError):
 
 
 @register_step("model")
-class ModelStep(Step):
+class ModelStep(PerRowModelStep):
     """Ask a model once per row (or `n` times) and put the parsed answer in `output`.
 
     parse: "text" (stripped text), "json" (parsed object; with `schema` the backend constrains
@@ -152,15 +151,12 @@ class ModelStep(Step):
 
     async def process(self, rows: list[Row], ctx: StepContext) -> list[Any]:
         ctx.model(self.model)  # a missing role is a config error before any request
-        return list(await asyncio.gather(*(self._one(row, ctx) for row in rows)))
+        return await super().process(rows, ctx)
 
-    async def _one(self, row: Row, ctx: StepContext) -> Any:
+    async def one(self, row: Row, ctx: StepContext) -> Any:
         request = self.build_request(row, ctx)
         log = CallLog()
-        try:
-            response: ChatResponse = await ask(ctx, self.model, request, log, self.name)
-        except InvalidRequestError as e:
-            return Rejected("invalid_request", row, str(e))
+        response: ChatResponse = await ask(ctx, self.model, request, log, self.name)
         params = {"temperature": self.temperature, "top_p": self.top_p,
                   "max_tokens": self.max_tokens, "n": self.n}
         meta = log.meta(self.prompt_sha, params)  # model, prompt hash, params, seed, usage, synthetic

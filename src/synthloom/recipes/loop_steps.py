@@ -20,9 +20,16 @@ from typing import Any, ClassVar
 
 from pydantic import PrivateAttr
 
-from synthloom.pipeline.calls import CallLog, ask, choice_request, choice_verdict, choose, user_request
+from synthloom.pipeline.calls import (
+    CallLog,
+    PerRowModelStep,
+    ask,
+    choice_request,
+    choice_verdict,
+    choose,
+    user_request,
+)
 from synthloom.errors import BadInputError
-from synthloom.llm.base import InvalidRequestError
 from synthloom.pipeline.step import Rejected, Step, StepContext, StepKind, register_step
 from synthloom.pipeline.templates import PromptTemplate
 from synthloom.records import Row, add_verdict
@@ -130,7 +137,7 @@ def grounding_support(answer: str, passages_text: str) -> float:
 
 
 @register_step("rag_faithfulness")
-class Faithfulness(Step):
+class Faithfulness(PerRowModelStep):
     """Judge role: is the answer supported by the cited passages? Records verdict `faithfulness`
     (and model-free `grounding` support); unfaithful rows are rejected unless `keep_unfaithful`."""
 
@@ -157,18 +164,12 @@ class Faithfulness(Step):
     def model_roles(self) -> set[str]:
         return {self.model}
 
-    async def process(self, rows: list[Row], ctx: StepContext) -> list[Any]:
-        return list(await asyncio.gather(*(self._one(r, ctx) for r in rows)))
-
-    async def _one(self, row: Row, ctx: StepContext) -> Any:
+    async def one(self, row: Row, ctx: StepContext) -> Any:
         assert self._prompt is not None
         log = CallLog()
         request = choice_request([{"role": "user", "content": self._prompt.render(row)}], FAITHFUL_LABELS,
                                  seed=ctx.seed_for(row), max_tokens=self.max_tokens)
-        try:
-            reading = await choose(ctx, self.model, request, log, self.name)
-        except InvalidRequestError as e:
-            return Rejected("invalid_request", row, str(e))
+        reading = await choose(ctx, self.model, request, log, self.name)
         verdict = choice_verdict(reading, "Yes", "No")
         support = round(grounding_support(str(row.get("answer", "")), str(row.get("cited_context", ""))), 3)
         new = ctx.derive(row, {"faithful": verdict.ok, "judge_reply": reading.raw.strip(), "support": support},
@@ -193,7 +194,7 @@ def _final_answer(text: str) -> str | None:
 
 
 @register_step("debate")
-class Debate(Step):
+class Debate(PerRowModelStep):
     """Two debater roles each open with a solution, then argue for their own answer for `rounds`
     rounds (seeing the transcript); the judge role reads the transcript and picks A or B.
 
@@ -233,27 +234,21 @@ class Debate(Step):
     def model_roles(self) -> set[str]:
         return {*self.debaters, self.judge}
 
-    async def process(self, rows: list[Row], ctx: StepContext) -> list[Any]:
-        return list(await asyncio.gather(*(self._one(r, ctx) for r in rows)))
-
-    async def _one(self, row: Row, ctx: StepContext) -> Any:
+    async def one(self, row: Row, ctx: StepContext) -> Any:
         log = CallLog()
         question = str(row[self.question])
-        try:
-            openings = await asyncio.gather(*(
-                ask(ctx, role, user_request(self._t["open"].render({"question": question}), ctx.seed_for(row, i),
-                                            temperature=self.temperature, max_tokens=self.max_tokens),
-                    log, f"{self.name}/open_{'ab'[i]}")
-                for i, role in enumerate(self.debaters)))
-            solutions = [o.choices[0].text.strip() for o in openings]
-            extracted = [_final_answer(s) for s in solutions]
-            if extracted[0] is None or extracted[1] is None:
-                return Rejected("no_answer", row, f"a debater gave no final answer: {extracted}")
-            answers = [extracted[0], extracted[1]]
-            transcript = [{"round": 0, "speaker": side, "text": sol} for side, sol in zip("AB", solutions)]
-            winner, reply, swapped = await self._argue_and_judge(row, ctx, log, question, answers, transcript)
-        except InvalidRequestError as e:
-            return Rejected("invalid_request", row, str(e))
+        openings = await asyncio.gather(*(
+            ask(ctx, role, user_request(self._t["open"].render({"question": question}), ctx.seed_for(row, i),
+                                        temperature=self.temperature, max_tokens=self.max_tokens),
+                log, f"{self.name}/open_{'ab'[i]}")
+            for i, role in enumerate(self.debaters)))
+        solutions = [o.choices[0].text.strip() for o in openings]
+        extracted = [_final_answer(s) for s in solutions]
+        if extracted[0] is None or extracted[1] is None:
+            return Rejected("no_answer", row, f"a debater gave no final answer: {extracted}")
+        answers = [extracted[0], extracted[1]]
+        transcript = [{"round": 0, "speaker": side, "text": sol} for side, sol in zip("AB", solutions)]
+        winner, reply, swapped = await self._argue_and_judge(row, ctx, log, question, answers, transcript)
         if winner is None:
             return Rejected("judge_unknown", row, f"the judge gave no lone A or B: {reply[:120]!r}")
         pick = 0 if winner in ("A", "agree") else 1
@@ -306,7 +301,7 @@ NO_ISSUES = re.compile(r"\bno issues\b", re.IGNORECASE)
 
 
 @register_step("reflect")
-class Reflect(Step):
+class Reflect(PerRowModelStep):
     """Self-Refine / Reflexion: draft, then up to `rounds` of critique -> revision by the same role.
 
     Stops when the critique says "NO ISSUES". With `gold` set, the answer checker's verdict is given
@@ -343,9 +338,6 @@ class Reflect(Step):
     def model_roles(self) -> set[str]:
         return {self.model} | ({self.critic} if self.critic else set())
 
-    async def process(self, rows: list[Row], ctx: StepContext) -> list[Any]:
-        return list(await asyncio.gather(*(self._one(r, ctx) for r in rows)))
-
     def _check(self, row: Row, text: str) -> tuple[bool, str] | None:
         if not self.gold or row.get(self.gold) in (None, ""):
             return None
@@ -360,30 +352,27 @@ class Reflect(Step):
                                max_tokens=self.max_tokens)
         return (await ask(ctx, role, request, log, label)).choices[0].text.strip()
 
-    async def _one(self, row: Row, ctx: StepContext) -> Any:
+    async def one(self, row: Row, ctx: StepContext) -> Any:
         log = CallLog()
         base = {"question": str(row[self.question]), "answer_format": self.answer_format}
         critic = self.critic or self.model
-        try:
-            response = await self._call(ctx, self.model, "draft", base, ctx.seed_for(row, 0), log,
-                                        f"{self.name}/draft", self.temperature)
-            draft, critiques, revisions = response, [], []
-            for r in range(1, self.rounds + 1):
-                check = self._check(row, response)
-                if check and check[0]:
-                    break  # the checker is satisfied: nothing to fix
-                critique = await self._call(ctx, critic, "critique",
-                                            {**base, "response": response, "feedback": check[1] if check else ""},
-                                            ctx.seed_for(row, 2 * r - 1), log, f"{self.name}/critique{r}", 0.0)
-                critiques.append(critique)
-                if NO_ISSUES.search(critique) and not check:
-                    break
-                response = await self._call(ctx, self.model, "revise", {**base, "response": response,
-                                                                         "critique": critique},
-                                            ctx.seed_for(row, 2 * r), log, f"{self.name}/revise{r}", self.temperature)
-                revisions.append(response)
-        except InvalidRequestError as e:
-            return Rejected("invalid_request", row, str(e))
+        response = await self._call(ctx, self.model, "draft", base, ctx.seed_for(row, 0), log,
+                                    f"{self.name}/draft", self.temperature)
+        draft, critiques, revisions = response, [], []
+        for r in range(1, self.rounds + 1):
+            check = self._check(row, response)
+            if check and check[0]:
+                break  # the checker is satisfied: nothing to fix
+            critique = await self._call(ctx, critic, "critique",
+                                        {**base, "response": response, "feedback": check[1] if check else ""},
+                                        ctx.seed_for(row, 2 * r - 1), log, f"{self.name}/critique{r}", 0.0)
+            critiques.append(critique)
+            if NO_ISSUES.search(critique) and not check:
+                break
+            response = await self._call(ctx, self.model, "revise", {**base, "response": response,
+                                                                     "critique": critique},
+                                        ctx.seed_for(row, 2 * r), log, f"{self.name}/revise{r}", self.temperature)
+            revisions.append(response)
         if not response:
             return Rejected("empty_response", row, "the final revision is empty")
         final = f"{self.name}/revise{len(revisions)}" if revisions else f"{self.name}/draft"
