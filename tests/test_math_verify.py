@@ -68,6 +68,7 @@ def test_fallback_to_last_number_is_opt_in_and_labelled() -> None:
         ("The answer is", "without an answer"),
         ("The answer is 3 x 4 = 13.", "does not hold"),
         ('End with "The answer is 12."', "no explicit final answer"),
+        ("The answer is 12. Or is it?", "goes on"),
         ("", "empty"),
     ],
 )
@@ -87,6 +88,8 @@ def test_strict_extraction_refuses_unclear_answers(text: str, reason: str) -> No
         ("\\$ 40", "40"),
         ("12\\text{ cm}", "12"),
         ("3.0", "3"),
+        ("5 m", "5"),
+        ("12 thousand", "12thousand"),
     ],
 )
 def test_normalize_strips_units_currency_and_separators(raw: str, normal: str) -> None:

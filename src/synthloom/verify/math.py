@@ -263,7 +263,7 @@ def final_answer(text: str, fallback_last_number: bool = False,
         if not _compare(other, answer, time_budget_s)[0]:
             return FinalAnswer(None, method, f"competing final answers: {other!r} ({other_method}) and {answer!r}")
     rest = text[stop:]
-    if re.search(r"\d|\bquestion\s*:|^\s*q\s*:", rest, re.IGNORECASE | re.MULTILINE):
+    if re.search(r"\d|\?|\bquestion\s*:|^\s*q\s*:", rest, re.IGNORECASE | re.MULTILINE):
         return FinalAnswer(None, method, f"text goes on after the final answer: {rest.strip()[:60]!r}")
     methods = ",".join(dict.fromkeys(m for m, _, _ in found))
     return FinalAnswer(answer, methods)
@@ -286,6 +286,8 @@ def extract_answer(text: str, fallback_last_number: bool = False) -> str | None:
 # ---------------------------------------------------------------------------------------------
 
 _MATH_WORDS = {"pi", "sqrt", "ln", "log", "sin", "cos", "tan", "exp", "infty", "inf", "oo", "frac"}
+# "12 thousand" is not 12 (also once spaces are gone: normalisation runs again before parsing)
+_SCALE = re.compile(r"(?:hundred|thousand|million|billion|dozen)|(?:k|bn)\b", re.IGNORECASE)
 _UNIT_TAIL = re.compile(
     r"^(?P<num>[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:/\d+)?)\s*(?P<pct>%)?\s*"
     r"(?P<unit>[A-Za-z][A-Za-z.]*(?:\s+[A-Za-z][A-Za-z.]*)*(?:\s*\^?\s*\{?[23]\}?)?)$"
@@ -323,6 +325,7 @@ def normalize_answer(answer: str) -> str:
     if (
         unit
         and unit.group("unit").split()[0].lower() not in _MATH_WORDS
+        and not _SCALE.match(unit.group("unit"))
         and (len(unit.group("unit")) >= 2 or re.search(r"\s[mgshl]$", text))  # "5 m", never "2x"
     ):
         text = unit.group("num") + (unit.group("pct") or "")
