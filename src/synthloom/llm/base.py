@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from synthloom.errors import SynthloomError
@@ -180,6 +181,22 @@ class Model(Protocol):
     async def chat(self, requests: list[ChatRequest]) -> list[ChatResponse]: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ScoringModel(Model, Protocol):
+    """A model that can also score text by teacher forcing: each token's log-probability given all
+    before it (perplexity filters, back-translation's LM term). `can_score` is False on a backend
+    configured without it (an OpenAI-compatible server lacking /completions echo)."""
+
+    can_score: bool
+
+    async def score(self, texts: Sequence[str], prefixes: Sequence[str] | None = None) -> list[TextScore]: ...
+
+
+def can_score(model: Any) -> bool:
+    """Whether `model` scores text (a ScoringModel whose backend has it switched on)."""
+    return isinstance(model, ScoringModel) and bool(getattr(model, "can_score", False))
 
 
 async def chat_settled(model: Model, requests: list[ChatRequest]) -> list[ChatResponse | BaseException]:

@@ -18,12 +18,17 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from synthloom.errors import ConfigError
+from synthloom.llm.base import Model
 from synthloom.records import Row, derive_row, derive_seed, meta_of
+
+if TYPE_CHECKING:
+    from synthloom.llm.usage import UsageTracker
 
 StepKind = Literal["map", "expand", "filter", "global"]
 
@@ -48,12 +53,12 @@ class StepContext:
     recipe: str
     step_name: str
     step_index: int
-    models: dict[str, Any] = field(default_factory=dict)  # name -> Model (cache-wrapped)
-    usage: Any = None  # synthloom.llm.usage.UsageTracker, when available
-    run_dir: Any = None
+    models: dict[str, Model] = field(default_factory=dict)  # role -> Model (cache-wrapped)
+    usage: UsageTracker | None = None  # counts every call's tokens for the funnel and the budget
+    run_dir: Path | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
-    def model(self, name: str) -> Any:
+    def model(self, name: str) -> Model:
         try:
             return self.models[name]
         except KeyError:

@@ -207,13 +207,13 @@ async def _perplexities(spec: str, texts: list[str]) -> list[float | None]:
     from rich.console import Console
     from rich.progress import Progress
 
-    from synthloom.llm.base import InvalidRequestError
+    from synthloom.llm.base import InvalidRequestError, can_score
     from synthloom.llm.models import build_models
 
     models, backends = build_models({"scorer": spec})  # scores are cached like answers
     model = models["scorer"]
     try:
-        if not getattr(model, "can_score", False):
+        if not can_score(model):
             raise BadInputError(
                 f"model {spec!r} cannot score text; use an embedded model, or add ?score=true to an openai: "
                 "spec whose server answers /completions with echo and logprobs"
