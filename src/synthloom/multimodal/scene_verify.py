@@ -215,7 +215,10 @@ def check_answer(question: str, answer: str, scene: Scene) -> Check:
         objs = resolve(m.group(1), scene)
         if objs is None:
             return Check("unverifiable", "exists", detail=f"unknown object {m.group(1)!r}")
-        return _compare("exists", "yes" if objs else "no", _yes_no(answer))
+        got = _yes_no(answer)
+        if got == "yes" and (said := set(_numbers(answer)) - {1}) and said != {len(objs)}:
+            got = None  # "Yes, there are two" when there is one
+        return _compare("exists", "yes" if objs else "no", got)
     if m := re.search(
         r"what (?:is written|text is written|does it say|letter is|number is|label is) (?:on|inside|in) (?:the )?(.+)$", q
     ):
@@ -224,7 +227,8 @@ def check_answer(question: str, answer: str, scene: Scene) -> Check:
             return Check("unverifiable", "label", detail=obj)
         if not obj.label:
             return Check("unverifiable", "label", detail=f"the {obj.name} has no label")
-        found = not _hedged(answer) and re.search(
+        quoted = {q.strip().lower() for q in re.findall(r"[\"“]([^\"”]{1,12})[\"”]", answer)}
+        found = not _hedged(answer) and quoted <= {obj.label.lower()} and re.search(
             rf"(?<![a-z0-9]){re.escape(obj.label.lower())}(?![a-z0-9])", answer.lower())
         return Check("correct" if found else "wrong", "label", obj.label, None if not found else obj.label,
                      "" if found else f"answer does not contain {obj.label!r}")
@@ -249,7 +253,11 @@ def _relation_check(pa: str, pb: str, asked: str | None, answer: str, scene: Sce
         return _compare("relation", truth, _side(answer))
     # only an explicit yes/no counts: "I cannot tell whether the A is left of the B" echoes the
     # relation and is not a yes (issue #17)
-    return _compare("relation", "yes" if truth == asked else "no", _yes_no(answer))
+    got = _yes_no(answer)
+    side = _side(answer)
+    if got and side and ("yes" if side == asked else "no") != got:
+        got = None  # "No, it is to the left." asked "is it left of": the restatement contradicts the no
+    return _compare("relation", "yes" if truth == asked else "no", got)
 
 
 def _image_side_check(phrase: str, asked: str, answer: str, scene: Scene) -> Check:
