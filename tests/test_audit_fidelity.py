@@ -129,3 +129,15 @@ def test_cli_bad_input_is_one_line(tmp_path):
     assert res.exit_code == 2 and "column 'nope' missing" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["audit", str(src), "-t", "mauve=0.3"])
     assert res.exit_code == 2 and "unknown audit threshold 'mauve'" in res.output
+
+
+def test_int8_embeddings_are_cached_apart_and_reach_the_same_verdicts(sets):
+    texts, vecs, emb = sets
+    fast = CachedEmbedder(path=emb.path, precision="int8")
+    real, other = fast.encode(texts["real"][:120]), fast.encode(texts["other"][:120])
+    assert fast.misses == len(set(texts["real"][:120])) + len(set(texts["other"][:120]))  # no fp32 vector reused
+    assert float(np.mean(np.sum(real * vecs["real"][:120], axis=1))) > 0.85
+    r = fidelity_audit(texts["real"][:120], texts["other"][:120], real, other, use_mauve=False)
+    assert {c["status"] for c in r["checks"] if c["value"] is not None} == {"failed"}
+    with pytest.raises(Exception, match="fp32 or int8"):
+        CachedEmbedder(path=emb.path, precision="fp16")

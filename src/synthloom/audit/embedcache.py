@@ -6,6 +6,7 @@ datasets, only embeds the texts not seen before.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sqlite3
@@ -15,7 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from synthloom.errors import ConfigError
-from synthloom.quality.embeddings import Embedder, default_embedder
+from synthloom.quality.embeddings import (
+    DEFAULT_EMBEDDING_MODEL,
+    Embedder,
+    SentenceTransformerEmbedder,
+    default_embedder,
+)
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vec BLOB NOT NULL) WITHOUT ROWID"
 _CHUNK = 500  # stay below SQLite's bound-parameter limit
@@ -27,6 +33,22 @@ def default_cache_path() -> Path:
     return Path(base) / "embeddings.sqlite"
 
 
+@functools.lru_cache(maxsize=1)
+def int8_embedder() -> SentenceTransformerEmbedder:
+    """The bundled MiniLM with int8 dynamic quantisation of its linear layers: about 2.5x less CPU
+    per text; vectors stay within cosine ~0.95 of fp32, so compare audits only at the same precision."""
+    import warnings
+
+    import torch
+
+    emb = SentenceTransformerEmbedder()
+    with warnings.catch_warnings():  # torch points to torchao for new code; the eager API still works
+        warnings.simplefilter("ignore")
+        emb._model = torch.ao.quantization.quantize_dynamic(emb._model, {torch.nn.Linear}, dtype=torch.qint8)
+    emb.name = f"{DEFAULT_EMBEDDING_MODEL}+int8"
+    return emb
+
+
 def _key(model: str, text: str) -> str:
     return hashlib.sha256(f"{model}\x00{text}".encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -34,8 +56,11 @@ def _key(model: str, text: str) -> str:
 class CachedEmbedder:
     """Wraps an `Embedder`; `encode` looks texts up by hash first and embeds only the misses."""
 
-    def __init__(self, inner: Embedder | None = None, path: str | Path | None = None) -> None:
+    def __init__(self, inner: Embedder | None = None, path: str | Path | None = None, precision: str = "fp32") -> None:
+        if precision not in ("fp32", "int8"):
+            raise ConfigError(f"embedding precision must be fp32 or int8, not {precision!r}")
         self._inner = inner
+        self.precision = precision
         self.path = Path(path) if path else default_cache_path()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,13 +74,15 @@ class CachedEmbedder:
 
     @property
     def inner(self) -> Embedder:
-        if self._inner is None:
-            self._inner = default_embedder()  # loading MiniLM takes seconds: only when a miss needs it
+        if self._inner is None:  # loading MiniLM takes seconds: only when a miss needs it
+            self._inner = int8_embedder() if self.precision == "int8" else default_embedder()
         return self._inner
 
     @property
     def name(self) -> str:
-        return self._inner.name if self._inner is not None else "all-MiniLM-L6-v2"
+        if self._inner is not None:
+            return self._inner.name
+        return DEFAULT_EMBEDDING_MODEL + ("+int8" if self.precision == "int8" else "")
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         keys = [_key(self.name, t) for t in texts]
