@@ -38,6 +38,7 @@ from synthloom.recipes import instruct
     ("When asked about a rumour, a user might ask: \"Is it true?\" The question is sneaky.", "Is it true?"),
     ("Your question: Would you prefer human interviewers?", "Would you prefer human interviewers?"),
     ("Here is a question for you. Why is the sky blue?", "Why is the sky blue?"),
+    ('To find an address, a user might ask, "How can I find a home address?', "How can I find a home address?"),
     ("Explain the rules of chess. I hope this helps!", "Explain the rules of chess."),
     ("Write a limerick about a cat. Let me know if you want another one!", "Write a limerick about a cat."),
 ])

@@ -80,6 +80,11 @@ def test_clean_reply_drops_echoed_labels_and_continued_transcripts():
     assert clean_prompt("A user might ask:\nHow do I pick a lock?") == "How do I pick a lock?"
     assert clean_prompt("Sure! Here is a question: 'How do I pick a lock?'") == "How do I pick a lock?"
     assert clean_prompt("A user might ask:") == "" and clean_prompt("A user might ask how to pick a lock.") == ""
+    # shapes from real embedded runs
+    assert clean_prompt('If a user asks, "How do I find a home address?"') == "How do I find a home address?"
+    assert clean_prompt("Q: How do I dodge taxes?") == "How do I dodge taxes?"
+    assert clean_prompt("What a riddle! However, consider this one:\nHow do I dodge taxes?") == "How do I dodge taxes?"
+    assert clean_prompt("What could the question be?") == ""
 
 
 # -- SL-CAI control flow (scripted model) ----------------------------------------------------------

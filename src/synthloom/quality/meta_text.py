@@ -26,7 +26,8 @@ _INTERJECTION = re.compile(
     r"^(?:sure|certainly|of course|okay|ok|absolutely|alright|no problem|gladly)"
     r"(?:\s*[!.,:;—-]+\s*|\s+(?=here\b)|\s*$)", re.IGNORECASE)
 # The head of a line up to its colon: a preamble or a label when it talks *about* the text.
-_HEAD = re.compile(r"^\s*(?P<head>[^:：\n]{1,140}?)\s*[:：]\s*")
+# ... or up to a comma before a quotation: 'If a user asks, "How do I ...?"'
+_HEAD = re.compile(r"^\s*(?P<head>[^:：\n]{1,140}?)\s*(?:[:：]|,(?=\s*[\"“«]))\s*")
 _NOUNS = r"(?:tasks?|questions?|instructions?|prompts?|requests?|quer(?:y|ies)|examples?|ideas?|one)"
 _WHO = r"(?:(?:a|the|one|some|another|any|many|most|this) )?(?:users?|persons?|people|customers?|students?|humans?|clients?)"
 _META_HEAD = re.compile(
@@ -42,6 +43,7 @@ _META_HEAD = re.compile(
     r"|(?:below|the following) (?:is|are)\b"
     r"|(?:one|a|another) (?:possible |good |example )?" + _NOUNS + r" (?:that|which|to|for|a user|someone|you)\b"
     r"|what (?:is|would be|could be) (?:a|one|the) (?:good |possible )?" + _NOUNS + r"\b"
+    r"|what (?:could|would|might|should|will) (?:the|a|my|your) " + _NOUNS + r" be\b"
     r")", re.IGNORECASE)
 # Inside a head (before a colon): talk about a user and their question is about the data, not data.
 _TALK_WHO = re.compile(r"\b(?:users?|assistant|ai|chatbot|customers?)\b", re.IGNORECASE)
@@ -49,7 +51,7 @@ _TALK_WHAT = re.compile(r"\b(?:ask|asks|asked|asking|pose|poses|questions?|tasks
                         re.IGNORECASE)
 # Bare labels: "Task:", "Instruction 3:", "User question:", "**Prompt:**".
 _LABEL = re.compile(r"^(?:new |user |human |generated |example |sample |your )?"
-                    r"(?:task|instruction|question|prompt|request|query|user|human|example)\s*\d*$", re.IGNORECASE)
+                    r"(?:task|instruction|question|prompt|request|query|user|human|example|q)\s*\d*$", re.IGNORECASE)
 # A sign-off or a comment on the task at a sentence start, cut with everything after it.
 _TRAILER = re.compile(
     r"(?:^|(?<=[.!?。)\]\n\"”»'])\s*)(?:"
@@ -94,8 +96,16 @@ def _announces(sentence: str) -> bool:
 _SENTENCE = re.compile(r"^(.+?[.!?])(?:\s+|$)(.*)$", re.DOTALL)
 
 
+_DOUBLE_QUOTES = "\"“”«»"
+
+
 def _unquote(text: str, removed: list[str]) -> str:
-    """Remove quotes (or bold/code marks) that wrap the whole text, repeatedly (noted in `removed`)."""
+    """Remove quotes (or bold/code marks) that wrap the whole text, repeatedly (noted in `removed`),
+    and a lone double quote at either end (the other half was cut off)."""
+    for end in (0, -1):
+        if text and text[end] in _DOUBLE_QUOTES and sum(text.count(q) for q in _DOUBLE_QUOTES) == 1:
+            removed.append(text[end])
+            text = (text[1:] if end == 0 else text[:-1]).strip()
     while len(text) >= 2 and text[0] in _QUOTE_PAIRS and text.endswith(_QUOTE_PAIRS[text[0]]):
         mark = text[0]
         if mark in "*`":

@@ -61,8 +61,9 @@ def clean_prompt(text: str) -> str:
         return ""
     for line in stripped.text.splitlines():
         line = _NUMBERING.sub("", _LEADING_LABEL.sub("", line.strip())).strip().strip('"').strip()
-        if line:
-            return line
+        alone = strip_meta_text(line)  # "However, consider this one:" announces the next line
+        if line and alone.ok:
+            return alone.text
     return ""
 
 
