@@ -141,11 +141,34 @@ def test_power_law_fit_recovers_known_exponent_and_plots(tmp_path: Path):
 
 
 def test_heldout_problems_never_appear_in_the_training_pool():
-    train, heldout = problem_sets(200, 50, seed=3)
+    train, heldout = problem_sets(200, 50, seed=3)  # disjointness in template: tests/test_heldout_disjoint.py
     assert len(train) == 200 and len(heldout) == 50
     assert not {p.question for p in train} & {p.question for p in heldout}
     ex = reference_examples(train[:1])[0]
     assert ex.completion.endswith(f"The answer is {train[0].answer}.") and "Hint" not in ex.prompt
+
+
+def test_evaluation_reports_strict_and_fallback_accuracy_and_the_report_shows_diversity_and_people():
+    from synthloom.selfimprove.evaluate import evaluate
+    from synthloom.selfimprove.experiment import QUICK, people_arms, render_markdown
+
+    policy = FakePolicy("p", solves={"1 + 1 = ?"})
+    policy.generate = lambda prompts, **_: [["So it is 2"], ["The answer is 5."], ["The answer is 7."]]
+    summary, rows = evaluate(policy, problems())
+    assert summary["pass@1"] == 0.6667 and summary["pass@1_strict"] == 0.3333  # rounded to 4 places
+    assert [r["correct_strict"] for r in rows] == [False, True, False]
+    report = {"seconds": {}, "threads": 1, "seed": 0, "plan": QUICK,
+              "scale": {"points": [{"n": 0, "steps": 0, "pass@1": 0.1}, {"n": 8, "steps": 4, "pass@1": 0.25}]},
+              "diversity": {"scale n=8": {"problems": 8, "skeletons": 6, "per_family": {"rates": 2, "ratio": 4}},
+                            "held-out": {"problems": 12, "skeletons": 9, "per_family": {"rates": 9}}},
+              "people": {"base": {"n": 165, "pass@1": 0.03, "pass@1_strict": 0.01}}}
+    text = render_markdown(report)
+    assert "| 8 | 4 | 25.0% | 6 (rates 2, ratio 4) |" in text and "| 0 | 0 | 10.0% | - |" in text
+    assert "its templates: 9 (rates 9)" in text and "| base | 165 | 3.0% | 1.0% |" in text
+    assert "People-written" not in render_markdown({**report, "people": {}})
+    arms = people_arms(Path("run"), ("scale",), QUICK)
+    assert arms == [("base", None), ("scale n=8", Path("run/scale/n-8/adapter")),
+                    ("scale n=16", Path("run/scale/n-16/adapter"))]
 
 
 # ---------------------------------------------------------------- real model (SmolLM2-135M from the GGUF)

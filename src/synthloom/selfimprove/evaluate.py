@@ -41,9 +41,11 @@ def evaluate(policy: Policy, problems: list[Problem], k: int = 0, temperature: f
     prompts = [user_prompt(p.question) for p in problems]
     greedy = [outs[0] for outs in policy.generate(prompts, n=1, temperature=0.0, max_new_tokens=max_new_tokens)]
     rows: list[dict[str, Any]] = [{"id": p.id, "question": p.question, "answer": p.answer, "greedy": g,
-                                   "correct": is_correct(g, p.answer)}
+                                   "correct": is_correct(g, p.answer), "correct_strict": is_correct(g, p.answer, True)}
             for p, g in zip(problems, greedy)]
+    # pass@1 keeps the last-number fallback (the base model is not penalised for format); strict does not
     summary: dict[str, Any] = {"n": len(problems), "pass@1": _mean([r["correct"] for r in rows]),
+                               "pass@1_strict": _mean([r["correct_strict"] for r in rows]),
                                "greedy_diversity": diversity(greedy)}
     if k > 0:
         samples = policy.generate(prompts, n=k, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
