@@ -40,8 +40,10 @@ _KNOWN_OPTIONS = (
 
 
 def physical_cores() -> int:
-    """Physical cores this process may use (llama.cpp is slower on hyper-threads)."""
+    """Physical cores this process may use: its CPU affinity, a cgroup CPU quota, and one per
+    core (llama.cpp is slower on hyper-threads)."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    usable = min(usable, _cgroup_cpus() or usable)
     cores: set[tuple[str, str]] = set()
     try:
         phys = core = ""
@@ -57,6 +59,16 @@ def physical_cores() -> int:
     except OSError:
         pass
     return max(1, min(usable, len(cores) or usable))
+
+
+def _cgroup_cpus() -> int | None:
+    """CPUs a cgroup v2 quota allows ("quota period" in cpu.max), rounded up; None if unlimited."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()
+        return None if quota == "max" else max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        return None
 
 
 def _positive_int(name: str, value: Any) -> int:

@@ -20,10 +20,22 @@ from synthloom.llm.base import InvalidRequestError
 
 log = logging.getLogger("synthloom.llm.embedded")
 
+# llama.cpp's CPU backend runs on OpenMP, whose idle threads spin (300k iterations by default)
+# at every barrier of every decode. Beside another busy process the spinning thread burns the
+# time slice its partner needs, and throughput collapses (issue 18: 4.8 tok/s at load 7 on 2
+# cores vs ~100 idle). Passive waits sleep instead. libgomp reads the policy once, when it is
+# loaded by `import llama_cpp`, so it is set just for that import; an explicit
+# OMP_WAIT_POLICY or GOMP_SPINCOUNT in the environment wins.
+_SET_WAIT = "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ
+if _SET_WAIT:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 try:
     import llama_cpp
 except ImportError as e:  # pragma: no cover - the package is a hard dependency
     raise ConfigError(f"the embedded backend needs llama-cpp-python ({e}); pip install llama-cpp-python") from None
+finally:
+    if _SET_WAIT:  # child processes and other OpenMP libraries keep their own defaults
+        del os.environ["OMP_WAIT_POLICY"]
 
 _GGUF_MAGIC = b"GGUF"
 # ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continuation. Info is chatty: log it as debug.

@@ -505,7 +505,7 @@ def create_app(
         )
 
     async def stats_view(_: Request) -> JSONResponse:
-        engine = getattr(model, "stats", None)  # the embedded engine's counters, when there is one
+        engine = getattr(getattr(model, "engine", None), "stats", None)  # the embedded engine's counters
         extra = {"engine": dict(engine.__dict__)} if hasattr(engine, "__dict__") else {}
         return JSONResponse({**stats.__dict__, "model": name, "identity": model.identity, **extra})
 
