@@ -346,7 +346,10 @@ def test_a_lost_zygote_takes_its_worker_down_and_the_pool_replaces_it():
             frontier = [c for p in frontier for c in _children(p)]
             tree += frontier
         cmdline = {p: Path(f"/proc/{p}/cmdline").read_bytes() for p in tree}
-        (zygote,) = [p for p in tree if any(cmdline[p] == cmdline[q] and p in _children(q) for q in tree)]
+        # worker, zygote and the armed child share the worker's command line; the zygote is the worker's child
+        pythons = [p for p in tree if b"synthloom-sandbox-worker" in cmdline[p] or b"--isolate" in cmdline[p]]
+        (worker,) = [p for p in pythons if not any(p in _children(q) for q in pythons)]
+        (zygote,) = [p for p in _children(worker) if p in pythons]
         os.kill(zygote, 9)
         lost = pool.run(RIGHT_ADD)
         assert (lost.status, lost.verified) == ("killed", False)

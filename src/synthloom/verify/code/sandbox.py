@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 # Where the interpreter's installation appears inside the sandbox: a name that says nothing of the host.
 SANDBOX_PYTHON_ROOT = "/opt/python"
 # Extra processes a worker needs besides the snippet's own: bwrap's monitor, bwrap's PID 1, the worker,
-# its zygote and the snippet's init.
+# its zygote and the snippet's init (the zygote reaps the previous init before it forks the next child).
 WORKER_OVERHEAD_PROCESSES = 5
 # Host files an interpreter may want that reveal nothing about the host.
 HARMLESS_HOST_FILES = ("/etc/ld.so.cache", "/etc/localtime")
@@ -289,7 +289,7 @@ def bwrap_launch(python: str, max_processes: int, scratch_bytes: int) -> WorkerL
             "--clearenv", "--hostname", "sandbox",
             # Let the worker give each snippet its own namespaces and mounts and switch user namespaces
             # off below it; the snippet drops every capability.
-            "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SYS_RESOURCE",
+            "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SYS_RESOURCE", "--cap-add", "CAP_SYS_CHROOT",
             "--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):

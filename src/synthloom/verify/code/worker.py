@@ -152,19 +152,31 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
            f"mount {target}")
 
 
-class PidNamespaces:
-    """Puts each next fork into a fresh PID namespace as its PID 1 (needs CAP_SYS_ADMIN in our userns).
+class SnippetNamespaces:
+    """The zygote's way to give each next child fresh PID, mount, UTS and IPC namespaces.
 
     unshare(CLONE_NEWPID) works only while our children's namespace is still our own, so before each
-    unshare we point it back at our own namespace with setns.
+    unshare we point it back at our own with setns. The mount, UTS and IPC namespaces are made by the
+    zygote itself (so the snippet's init holds them, and the snippet's own exit does not wait for
+    their teardown), then it returns to its own (needs CAP_SYS_ADMIN and CAP_SYS_CHROOT).
     """
 
-    def __init__(self) -> None:
-        self._own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    KINDS = (("pid", CLONE_NEWPID), ("mnt", CLONE_NEWNS), ("uts", CLONE_NEWUTS), ("ipc", CLONE_NEWIPC))
 
-    def fresh_for_next_fork(self) -> None:
-        _check(_libc.setns(self._own, CLONE_NEWPID), "setns(own PID namespace)")
-        _check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+    def __init__(self) -> None:
+        self._home = {kind: os.open(f"/proc/self/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC) for kind, _ in self.KINDS}
+
+    def enter_fresh(self, scratch_bytes: int) -> None:
+        """Children forked from now on get new namespaces, with fresh tmpfs mounts on /tmp and /dev/shm."""
+        _check(_libc.setns(self._home["pid"], CLONE_NEWPID), "setns(own PID namespace)")
+        _check(_libc.unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC), "unshare(namespaces)")
+        _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here propagates back
+        _mount("tmpfs", SNIPPET_TMP, "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_bytes},mode=1777")
+        _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"size={min(scratch_bytes, SHM_BYTES)},mode=1777")
+
+    def go_home(self) -> None:
+        for kind, flag in self.KINDS[1:]:
+            _check(_libc.setns(self._home[kind], flag), f"setns(own {kind} namespace)")
 
 
 def seal_worker_devices() -> None:
@@ -182,14 +194,10 @@ def seal_worker_devices() -> None:
     _mount(None, "/dev", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def build_private_filesystem(scratch_bytes: int) -> None:
-    """Run by the snippet's process before it drops its capabilities: a mount namespace of its own
-    with a fresh tmpfs on /tmp and /dev/shm and a read-only /proc that shows its PID namespace only.
-    The rest of /dev is read-only (sealed once by the worker), so nothing else there can change."""
-    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC), "unshare(mount, UTS, IPC)")
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here propagates back to the worker
-    _mount("tmpfs", SNIPPET_TMP, "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_bytes},mode=1777")
-    _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"size={min(scratch_bytes, SHM_BYTES)},mode=1777")
+def mount_private_proc() -> None:
+    """Run by the snippet (PID 2 of its namespace) before it drops its capabilities: a read-only
+    /proc that shows its own PID namespace only. /tmp and /dev/shm are fresh (see SnippetNamespaces);
+    the rest of /dev is read-only (sealed once by the worker), so nothing else there can change."""
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     # No user namespaces below ours (the limit covers every descendant namespace): a snippet cannot
     # regain capabilities in one, which keeps the kernel surface it can reach small.
@@ -290,12 +298,13 @@ class Zygote:
         self.isolate = isolate
         self.scratch_root = scratch_root
         self.scratch_bytes = scratch_bytes
-        self.pid_namespaces = PidNamespaces() if isolate else None
+        self.namespaces = SnippetNamespaces() if isolate else None
 
     def serve(self) -> NoReturn:
         try:
-            if self.pid_namespaces is not None:
-                self.pid_namespaces.fresh_for_next_fork()  # fail at start-up, not on the first snippet
+            if self.namespaces is not None:  # fail at start-up, not on the first snippet
+                self.namespaces.enter_fresh(1 << 16)
+                self.namespaces.go_home()
                 if not os.access(INIT_ARGV[0], os.X_OK):
                     raise OSError(errno.ENOENT, f"no {INIT_ARGV[0]} in the sandbox")
         except OSError as exc:
@@ -316,8 +325,8 @@ class Zygote:
     def _run_one(self, fds: dict[str, int]) -> None:
         init_pid = 0
         try:
-            if self.pid_namespaces is not None:
-                self.pid_namespaces.fresh_for_next_fork()
+            if self.namespaces is not None:
+                self.namespaces.enter_fresh(self.scratch_bytes)
                 # PID 1 of the snippet's namespace: a placeholder that holds only /dev/null and the
                 # namespace itself. Killing it kills every process the snippet left behind.
                 init_pid = os.posix_spawn(INIT_ARGV[0], INIT_ARGV, {}, file_actions=[
@@ -329,31 +338,53 @@ class Zygote:
             pid = -1
         if pid == 0:
             self._snippet_main(fds)
+        if self.namespaces is not None:
+            self.namespaces.go_home()
         for fd in fds.values():
             os.close(fd)
-        self.control.send(struct.pack(">ii", init_pid, pid))
+        self._tell_worker(struct.pack(">i", pid))  # so the worker can kill it on a time or output limit
+        wait_status, cpu_s = CHILD_SETUP_FAILED << 8, 0.0
         if pid > 0:
             _, wait_status, usage = os.wait4(pid, 0)
-        else:
-            wait_status, usage = CHILD_SETUP_FAILED << 8, resource.getrusage(resource.RUSAGE_CHILDREN)
-        self.control.send(struct.pack(">id", wait_status, usage.ru_utime + usage.ru_stime if pid > 0 else 0.0))
+            cpu_s = usage.ru_utime + usage.ru_stime
+        # Whatever the snippet left running dies now: the whole namespace with its init or, without
+        # namespaces, the snippet's process group (it called setsid).
+        for kill, target in ((os.kill, init_pid), (os.killpg, pid)):
+            if target > 0:
+                try:
+                    kill(target, signal.SIGKILL)
+                except OSError:
+                    pass
+        self._tell_worker(struct.pack(">id", wait_status, cpu_s))
         if init_pid:
-            os.waitpid(init_pid, 0)  # the worker kills it once it has the status
+            os.waitpid(init_pid, 0)
+
+    def _tell_worker(self, message: bytes) -> None:
+        try:
+            self.control.send(message)
+        except OSError:
+            os._exit(0)  # the worker is gone (pool closed): so are we
 
     def _snippet_main(self, fds: dict[str, int]) -> NoReturn:
+        """Armed ahead of its request: everything that does not depend on it is done first."""
         try:
             self.control.close()
-            with open(fds.pop("request"), "rb") as handle:
-                envelope = json.loads(handle.read())
-            request = envelope["request"]
             scratch_root = self.scratch_root
             if self.isolate:
-                build_private_filesystem(self.scratch_bytes)
+                mount_private_proc()
                 scratch_root = SNIPPET_TMP
+                drop_all_privileges()
+                make_non_dumpable()
             scratch = tempfile.mkdtemp(prefix="run-", dir=scratch_root)
+            with open(fds.pop("request"), "rb") as handle:  # blocks until the worker has a request
+                envelope = json.loads(handle.read())
+            request = envelope["request"]
             _child_setup(request, scratch, fds, self.isolate)
         except BaseException as exc:
-            os.write(fds["stderr"], f"sandbox child setup failed: {exc}\n".encode())
+            try:
+                os.write(fds["stderr"], f"sandbox child setup failed: {exc}\n".encode())
+            except OSError:
+                pass  # the worker is gone (pool closed before this armed child got a request)
             os._exit(CHILD_SETUP_FAILED)
         _run_snippet(request, envelope["key"])
 
@@ -375,9 +406,6 @@ def _child_setup(request: dict[str, Any], scratch: str, fds: dict[str, int], iso
     os.dup2(fds["stderr"], 2)
     os.dup2(fds["status"], STATUS_FD)
     os.closerange(STATUS_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-    if isolate:
-        drop_all_privileges()
-        make_non_dumpable()
     os.chdir(scratch)
     # The worker's environment is already scrubbed (bubblewrap --clearenv, or the pool's own env).
     environment = {k: v for k, v in os.environ.items() if k not in ("HOME", "TMPDIR", "PWD")}
@@ -456,6 +484,7 @@ def _run_snippet(request: dict[str, Any], report_key: str) -> NoReturn:
         sys.stderr.flush()
     except BaseException:
         pass
+    report["exit"] = exit_code
     try:
         write_all(STATUS_FD, b"\n" + json.dumps(report).encode() + b"\n")
     except OSError:
@@ -487,14 +516,13 @@ class Worker:
         hello = self.control.recv(4096)
         if hello != b"ok":
             raise RuntimeError(f"sandbox zygote failed to start: {hello.decode(errors='replace') or 'exited'}")
+        self._stale_exits = 0  # zygote exit messages of children answered from their own report
+        self._armed = self._arm()
 
-    def run(self, request: dict[str, Any], read_nonce: Callable[[], None]) -> dict[str, Any]:
-        """Run one request; `read_nonce` takes the pool's nonce off the wire once the child is forked."""
-        limits = request["limits"]
-        report_key = secrets.token_hex(16)
+    def _arm(self) -> dict[str, tuple[int, int]]:
+        """Have the zygote fork the next child now; it waits, set up, for the next request."""
         pipes = {name: os.pipe() for name in ("request", "stdout", "stderr", "status")}
         child_ends = [pipes["request"][0], *(pipes[name][1] for name in ("stdout", "stderr", "status"))]
-        started = time.monotonic()
         try:
             socket.send_fds(self.control, [b"run"], child_ends)
         except OSError as exc:
@@ -502,7 +530,15 @@ class Worker:
         finally:
             for fd in child_ends:
                 os.close(fd)
-        init_pid, pid = struct.unpack(">ii", self._from_zygote(8))
+        return pipes
+
+    def run(self, request: dict[str, Any], read_nonce: Callable[[], None]) -> dict[str, Any]:
+        """Run one request on the armed child; `read_nonce` takes the pool's nonce off the wire (it
+        never reaches the zygote or the child)."""
+        limits = request["limits"]
+        report_key = secrets.token_hex(16)
+        pipes = self._armed
+        started = time.monotonic()
         try:
             try:
                 write_all(pipes["request"][1], json.dumps({"request": request, "key": report_key}).encode())
@@ -512,26 +548,27 @@ class Worker:
                 os.close(pipes["request"][1])
             read_nonce()
             streams = {pipes[name][0]: name for name in ("stdout", "stderr", "status")}
-            outcome = self._watch(init_pid, pid, started, limits, streams)
+            outcome = self._watch(started, limits, streams, report_key)
         finally:
             for name in ("stdout", "stderr", "status"):
                 os.close(pipes[name][0])
             if not self.isolate:
                 self._wipe(self.scratch_root)
+            self._armed = self._arm()  # the next child sets up while this reply goes out
         outcome["duration_s"] = time.monotonic() - started
         return self._classify(outcome, request, report_key)
 
-    def _from_zygote(self, size: int) -> bytes:
+    def _from_zygote(self) -> bytes:
         try:
-            message = self.control.recv(size)
+            message = self.control.recv(64)
         except OSError as exc:
             raise ZygoteLost(str(exc)) from exc
-        if len(message) != size:
+        if not message:
             raise ZygoteLost("sandbox zygote exited")
         return message
 
-    def _watch(self, init_pid: int, pid: int, started: float, limits: dict[str, Any],
-               streams: dict[int, str]) -> dict[str, Any]:
+    def _watch(self, started: float, limits: dict[str, Any], streams: dict[int, str],
+               report_key: str) -> dict[str, Any]:
         cap = int(limits["max_output_bytes"])
         buffers = {name: bytearray() for name in streams.values()}
         selector = selectors.DefaultSelector()
@@ -539,12 +576,15 @@ class Worker:
             selector.register(fd, selectors.EVENT_READ)
         selector.register(self.control, selectors.EVENT_READ)
         open_streams = set(streams)
-        exit_message: bytes | None = None
+        child: int | None = None  # pidfd of the child, from the zygote's first message
+        announced = False
+        exit_message: bytes | None = None  # the zygote's second message
+        report: dict[str, Any] | None = None
         exited_at: float | None = None
         timed_out = over_output = False
         deadline = started + float(limits["wall_s"])
         try:
-            while open_streams or exit_message is None:
+            while exit_message is None and report is None or open_streams:
                 now = time.monotonic()
                 if now >= deadline:
                     timed_out = True
@@ -555,16 +595,22 @@ class Worker:
                 wait = deadline - now if exited_at is None else min(deadline - now, 0.2)
                 for key, _ in selector.select(wait):
                     if key.fileobj is self.control:
-                        exit_message = self._from_zygote(12)
-                        exited_at = time.monotonic()
-                        selector.unregister(self.control)
-                        self._kill_tree(init_pid, None)  # whatever the snippet left running dies now
+                        if not announced:
+                            child, announced = self._child_pidfd(), True
+                        else:
+                            exit_message, exited_at = self._from_zygote(), time.monotonic()
+                            selector.unregister(self.control)
                         continue
                     fd = key.fd
                     chunk = os.read(fd, 65536)
                     if not chunk:
                         selector.unregister(fd)
                         open_streams.discard(fd)
+                        if not open_streams and exit_message is None:
+                            # Every stream closed: with its report written, the child is exiting.
+                            # Answer now; the zygote's exit message is read before the next child's.
+                            report = _parse_report(bytes(buffers["status"]), report_key)
+                            report = report if report is not None and "exit" in report else None
                         continue
                     name = streams[fd]
                     limited = name != "status"
@@ -576,26 +622,41 @@ class Worker:
                     break
         finally:
             selector.close()
-        if exit_message is None:  # killed while running: the zygote has not reaped it yet
-            self._kill_tree(init_pid, pid)
-            exit_message = self._from_zygote(12)
-        elif not self.isolate:
-            self._kill_tree(0, pid)
+        if not announced:
+            child = self._child_pidfd()
+        if child is not None:
+            try:
+                if exit_message is None:
+                    # At a limit, or done by its own report: make sure it is gone (then the zygote
+                    # kills whatever else it left running).
+                    signal.pidfd_send_signal(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            finally:
+                os.close(child)
+        if exit_message is None and report is not None and not (timed_out or over_output):
+            self._stale_exits += 1
+            return {"buffers": buffers, "timed_out": False, "over_output": False,
+                    "wait_status": (int(report["exit"]) & 0xFF) << 8, "cpu_s": 0.0}
+        if exit_message is None:
+            exit_message = self._from_zygote()
         wait_status, cpu_s = struct.unpack(">id", exit_message)
         return {"buffers": buffers, "timed_out": timed_out, "over_output": over_output, "wait_status": wait_status,
                 "cpu_s": cpu_s}
 
-    def _kill_tree(self, init_pid: int, pid: int | None) -> None:
-        # With --isolate, killing the init kills every process of the snippet's PID namespace;
-        # without it the snippet's process group (it called setsid) is the best handle there is.
-        targets = [(os.kill, init_pid)] if init_pid else []
-        if pid is not None and pid > 0:
-            targets += [(os.kill, pid), (os.killpg, pid)]
-        for kill, target in targets:
+    def _child_pidfd(self) -> int | None:
+        """Read the zygote's first message for this child (skipping exits of earlier children); a
+        pidfd, so a kill can never hit a recycled PID. None: the fork failed."""
+        while True:
+            message = self._from_zygote()
+            if self._stale_exits:
+                self._stale_exits -= 1
+                continue
+            (pid,) = struct.unpack(">i", message)
             try:
-                kill(target, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+                return os.pidfd_open(pid) if pid > 0 else None
+            except ProcessLookupError:  # already gone and reaped: its exit message follows
+                return None
 
     def _wipe(self, directory: str) -> None:
         for name in os.listdir(directory):
