@@ -230,3 +230,23 @@ def test_a_signal_stops_the_server_within_seconds_without_tracebacks(signals):
             assert status == 503 and "shutting down" in text
         elif kind == "stream":
             assert status == 200 and "shutting down" in text and text.rstrip().endswith("[DONE]")
+
+
+@pytest.mark.parametrize("option", [["--max-queue", "0"], ["--max-body-mb", "0"], ["--max-body-mb", "-1"]])
+def test_bad_limits_are_a_one_line_error(option):
+    cli = os.path.join(os.path.dirname(sys.executable), "synthloom")
+    proc = subprocess.run([cli, "serve", "--port", "1", *option], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and option[0] in proc.stderr
+
+
+def test_the_length_bound_never_refuses_a_prompt_that_fits(server):
+    # the vocabulary's longest piece (81 bytes: a newline and 80 spaces) is one token per
+    # repetition, the worst case for a characters-per-token bound
+    piece = "\n" + " " * 80
+    fits = chat(server, messages=[{"role": "user", "content": piece * 900}], max_tokens=1)
+    assert fits.status_code == 200 and fits.json()["usage"]["prompt_tokens"] > 900
+    over = chat(server, messages=[{"role": "user", "content": piece * 1000}], max_tokens=1)
+    assert over.status_code == 400 and over.json()["error"]["message"].startswith("prompt is ")  # tokenised
+    far = chat(server, messages=[{"role": "user", "content": piece * 1100}], max_tokens=1)
+    assert far.status_code == 400 and "at least" in far.json()["error"]["message"]  # refused from its length
