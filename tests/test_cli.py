@@ -205,7 +205,7 @@ def test_readme_recipe_table_is_one_table_naming_every_recipe():
     from synthloom.recipes.registry import BUILTIN_RECIPES
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text().splitlines()
-    start = readme.index("| recipe | technique | verification |")
+    start = readme.index("| recipe | technique | verification (required checks in **bold**) |")
     end = next(i for i in range(start, len(readme)) if not readme[i].startswith("|"))
     table = "\n".join(readme[start:end])
     missing = [name for name in BUILTIN_RECIPES if f"`{name}`" not in table]
