@@ -2,7 +2,7 @@
 
 The default lives in `synthloom/recipes/data/constitution.yaml`; a user file has the same shape.
 Principles are sampled per critique and per comparison from a per-request seed (never one fixed
-principle: TECHNIQUES §8 pitfall ii), so a run is reproducible at any concurrency.
+principle, as in Bai et al. 2022), so a run is reproducible at any concurrency.
 """
 
 from __future__ import annotations

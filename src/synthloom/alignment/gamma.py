@@ -1,4 +1,4 @@
-"""Back-translation candidate scoring and the Gamma score (Xu et al. 2022; TECHNIQUES §7).
+"""Back-translation candidate scoring and the Gamma score (Xu et al. 2022).
 
 For one target sentence y with candidate sources x_1..x_K:
 

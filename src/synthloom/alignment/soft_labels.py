@@ -6,7 +6,7 @@ label A over A + B at the token that carries the answer letter, read from that t
 token is the first one whose text, stripped of brackets and spaces, is a label; for chain of
 thought it is the letter after the last "answer is" / "(X)"). Backends without logprobs fall back
 to voting over repeated samples. Chain-of-thought probabilities are near 0 or 1 and are clamped to
-[0.4, 0.6] (Bai et al. 2022; TECHNIQUES §8 pitfall i).
+[0.4, 0.6] (Bai et al. 2022).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Evol-Instruct / Code Evol-Instruct: evolution operations and the four elimination rules.
 
-Operations (TECHNIQUES.md §3): WizardLM's five in-depth methods share one rewriting wrapper that
+Operations (Xu et al. 2023, WizardLM; Luo et al. 2023, WizardCoder): WizardLM's five in-depth methods
+share one rewriting wrapper that
 caps growth at 10-20 words; in-breadth writes a brand-new, rarer prompt in the same domain.
 WizardCoder uses a single "increase the difficulty" template with five code heuristics.
 An evolution is eliminated when any rule below holds; the caller then keeps the *original*.

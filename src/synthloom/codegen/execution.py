@@ -1,6 +1,7 @@
 """Execution feedback: extract code and asserts from model text, rank solutions by CodeT's dual agreement.
 
-TECHNIQUES.md §4: only fenced blocks that compile are code (prose never runs); tests are `assert`
+After CodeT (Chen et al. 2022) and Code Llama (Rozière et al. 2023): only fenced blocks that compile
+are code (prose never runs); tests are `assert`
 statements that mention the entry point and compile, the first few per sample (CodeT
 `test_case_limit=5`); a solution that passes no test, or code with no tests, is never verified.
 """

@@ -1,7 +1,7 @@
 """Self-Instruct instance generation: parse input-first / output-first completions, filter instances.
 
 Classification tasks are generated output-first (a class label, then an input for it) so labels
-stay balanced; other tasks input-first (TECHNIQUES.md §2, pitfall ii).
+stay balanced; other tasks input-first (Wang et al. 2022).
 
 A field label ("Input:", "Output:", "Class label:", "Example 2") counts only at the start of a
 line outside fenced code: `print(f(3))  # Output: 9` inside a code answer is part of the answer,

@@ -2,7 +2,7 @@
 
 Every filter is a pure function returning a funnel reason ("" when the instruction is kept),
 following the official Self-Instruct `bootstrap_instructions.py` and Code Alpaca
-`generate_instruction.py` (TECHNIQUES.md §2).
+`generate_instruction.py` (Wang et al. 2022; Chaudhary 2023).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Long-form factuality (TECHNIQUES §9): LongFact prompt generation, SAFE rating, F1@K.
+"""Long-form factuality (Wei et al. 2024): LongFact prompt generation, SAFE rating, F1@K.
 
 SAFE, for a (prompt, response) pair, in exactly this order:
   1. split the response into sentences and each sentence into atomic facts (8-shot, "- " list);

@@ -1,4 +1,4 @@
-"""Raw and AlpacaEval-2 length-controlled (LC) win rates (TECHNIQUES §11).
+"""Raw and AlpacaEval-2 length-controlled (LC) win rates (Dubois et al. 2024).
 
 Preferences use AlpacaEval's scale: 1 = the baseline (output_1) wins, 2 = the model (output_2)
 wins, 1.5 (or 0) = draw, anything in between = a soft preference from the judge's logprobs.

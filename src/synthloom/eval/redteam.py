@@ -1,4 +1,4 @@
-"""Red teaming LMs with LMs and model-written evaluations (TECHNIQUES §10).
+"""Red teaming LMs with LMs and model-written evaluations (Perez et al. 2022a; Perez et al. 2022b).
 
 Red teaming: a red model writes test questions (zero-shot: "List of questions to ask someone:\\n1.";
 stochastic few-shot: 5 exemplars sampled with probability proportional to exp(score / T), T = 0.1,

@@ -1,6 +1,6 @@
 """Decontamination against evaluation sets: n-gram overlap, embedding retrieval, LLM-judge confirmation.
 
-1. N-gram overlap (GPT-3 / lm-evaluation-harness, TECHNIQUES §12 A-B): every N-gram (default 13) of
+1. N-gram overlap (Brown et al. 2020, GPT-3; lm-evaluation-harness's Janitor): every N-gram (default 13) of
    every benchmark item is a contaminant; a training row sharing one is contaminated. Both sides are
    normalised by the same tokeniser (text.normalized_words: lowercase, punctuation and whitespace
    separate tokens), so re-indented or re-spaced code still matches. Detection is vectorised: all
@@ -269,7 +269,7 @@ def token_spans(text: str) -> tuple[str, list[tuple[str, int, int]]]:
 
 JudgeKind = Literal["code", "math", "knowledge"]
 
-# Paraphrased from the LLM Decontaminator's per-type instructions (TECHNIQUES §12 C).
+# Paraphrased from the LLM Decontaminator's per-type instructions (Yang et al. 2023, rephrased samples).
 JUDGE_INSTRUCTIONS: dict[str, str] = {
     "code": (
         "I will give you two programming problems, part1 and part2. Decide whether they address the "

@@ -1,4 +1,5 @@
-"""Dataset diversity measures (TECHNIQUES §13): distinct-n, Self-BLEU, embedding distance, Vendi score.
+"""Dataset diversity measures (distinct-n, Li et al. 2016; Self-BLEU, Zhu et al. 2018; Vendi, Friedman & Dieng 2023):
+distinct-n, Self-BLEU, embedding distance, Vendi score.
 
 Conventions, stated so numbers are comparable across datasets:
 - distinct-n: corpus-level unique n-grams / total tokens (Li et al. 2016) by default; pass

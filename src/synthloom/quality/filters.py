@@ -1,7 +1,7 @@
 """Heuristic quality filters: each a named pure function text -> (ok, reason).
 
 `reason` is "" when ok, otherwise a short machine-friendly string ("too_short: 2 words < 3") that
-the pipeline records on the rejected row and counts in the funnel (TECHNIQUES, shared convention 2).
+the pipeline records on the rejected row and counts in the funnel.
 `run_filters` applies a list in order and stops at the first rejection.
 """
 

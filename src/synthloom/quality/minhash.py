@@ -1,6 +1,6 @@
 """Exact and MinHash-LSH near-duplicate detection, vectorised with numpy.
 
-Settings follow bigcode's near-dedup (TECHNIQUES §13): word tokens, 5-gram shingles, 256
+Settings follow BigCode's near-deduplication of The Stack (Kocetkov et al. 2022): word tokens, 5-gram shingles, 256
 permutations, Jaccard threshold 0.7, bands x rows chosen by minimising the weighted sum of the
 false-positive and false-negative areas (same objective as datasketch's `_optimal_param`).
 Every result records the settings, because "0.7" only means something for a given tokeniser and

@@ -3,7 +3,7 @@
 One rule everywhere: text is lowercased, punctuation and whitespace separate tokens, and scripts
 written without spaces (Chinese, Japanese, Thai, Lao, Khmer, Myanmar) are split per character so
 that n-grams, ROUGE-L, MinHash and distinct-n stay meaningful for them. The same function is used
-on both sides of every comparison (TECHNIQUES §12 pitfall i).
+on both sides of every comparison (normalising only one side silently misses overlaps).
 
 Two tokenisers:
 - `words(text)`: letters, marks and digits of any script (accents kept: "café" is one token).

@@ -1,4 +1,4 @@
-"""Pipeline steps for back-translation with Gamma selection (Xu et al. 2022; TECHNIQUES §7).
+"""Pipeline steps for back-translation with Gamma selection (Xu et al. 2022).
 
 bt_candidates   K candidate sources per target sentence from the `backward` model: one greedy
                 (beam-like) and K-1 sampled, each with its backward log-probability

@@ -1,4 +1,4 @@
-"""Pipeline steps for Constitutional AI (Bai et al. 2022; TECHNIQUES §8).
+"""Pipeline steps for Constitutional AI (Bai et al. 2022).
 
 cai_redteam_prompts   red-team prompts: kept from the input, or generated from topics
 cai_mix_helpful       adds helpfulness prompts (ratio of the red-team rows) so SL data is not evasive
@@ -163,7 +163,7 @@ class RedTeamPrompts(Step):
 class MixHelpful(Step):
     """Add ratio x (number of red-team rows) helpfulness prompts, kind = "helpful" (seeded choice).
 
-    SL-CAI data without helpful samples teaches evasiveness (TECHNIQUES §8 pitfall iii). The added
+    SL-CAI data without helpful samples teaches evasiveness (Bai et al. 2022 mix helpfulness data in). The added
     rows are new source rows (bundled or user-written prompts, not synthetic).
     """
 

@@ -594,7 +594,7 @@ class ExecuteCode(Step):
                 if t not in tests:
                     tests.append(t)
         if not tests:
-            # code without asserts is never verified (TECHNIQUES §4 pitfall i)
+            # code without asserts is never verified (nothing was checked)
             return Rejected("no_tests", self._tag(row, False, "no compilable assert calling the entry point"),
                             f"{len(test_samples)} test samples; none has an assert on {entry}()")
         return codes, tests

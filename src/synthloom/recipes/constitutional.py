@@ -1,4 +1,4 @@
-"""constitutional: Constitutional AI data (Bai et al. 2022, arXiv 2212.08073; TECHNIQUES §8).
+"""constitutional: Constitutional AI data (Bai et al. 2022, arXiv 2212.08073).
 
 stage=sl (SL-CAI): red-team prompt -> helpful response -> R rounds of critique and revision, each
 under a freshly sampled principle -> (prompt, FINAL revision) SFT rows, mixed with helpfulness

@@ -1,5 +1,6 @@
 """Steps for grounded and multi-call labelling: RAG retrieval + citations + faithfulness judging,
-multi-agent debate, and self-reflection (TECHNIQUES §14).
+multi-agent debate, and self-reflection (Lewis et al. 2020; Irving et al. 2018, Du et al. 2023;
+Madaan et al. 2023, Shinn et al. 2023).
 
 rag_retrieve      top-k passages for a row's query from a LocalSearch corpus (ids kept)
 rag_cite          citations of a generated answer: the passage ids it names, else the best-overlap passage

@@ -1,6 +1,6 @@
 """MetaMath backward questions (FOBAR and Self-Verification): deterministic, no model involved.
 
-Masking (TECHNIQUES §1.3, after MetaMath's ``main_create_backward_questions.py``):
+Masking (Yu et al. 2023, MetaMath; Weng et al. 2023 for self-verification):
 
 * the question is split on single spaces; a token is a *number token* if it contains a digit, no
   letter and none of ``\\n : ( ) - * " + –`` (so negatives, ranges, times and formulas are left

@@ -20,7 +20,7 @@ import yaml
 from synthloom.errors import BadInputError
 from synthloom.io import read_rows
 from synthloom.pipeline.checkpoint import STATS_KEY, Checkpoints
-from synthloom.records import META, Row, meta_of
+from synthloom.records import META, Row
 
 _STEP_DIR = re.compile(r"^(\d+)-(.+)$")
 
