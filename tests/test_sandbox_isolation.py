@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from synthloom.verify.code import SandboxPool, Snippet
+from synthloom.verify.code import SandboxLimits, SandboxPool, Snippet
 from synthloom.verify.code.sandbox import WORKER_ENV, WorkerLaunch
 from synthloom.verify.code.worker import DENIED_SYSCALLS, X32_SYSCALL_BIT
 
@@ -249,6 +249,18 @@ def test_a_snippets_code_and_output_are_not_in_the_next_ones_memory(single):
     result = single.run(scan)
     assert result.status == "ok", result.stderr
     assert result.stdout == "[]\n"
+
+
+def test_a_fork_bomb_leaves_the_next_snippet_its_whole_process_budget(single):
+    # The next child is forked ahead of its request; it must not be starved by a bomb still dying.
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+    count = ("import os, time\nn = 0\nfor _ in range(64):\n    try:\n        pid = os.fork()\n"
+             "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(5)\n        os._exit(0)\n"
+             "    n += 1\nprint(n)")
+    for _ in range(2):
+        assert single.run(bomb, SandboxLimits(wall_s=0.5, max_processes=8)).status == "timeout"
+        counted = single.run(count, SandboxLimits(wall_s=2.0, max_processes=8))
+        assert (counted.status, counted.stdout) == ("ok", "7\n"), counted.stderr  # itself and 7 children
 
 
 def test_kernel_keyrings_carry_nothing_to_the_next_snippet(single):

@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 # Where the interpreter's installation appears inside the sandbox: a name that says nothing of the host.
 SANDBOX_PYTHON_ROOT = "/opt/python"
 # Extra processes a worker needs besides the snippet's own: bwrap's monitor, bwrap's PID 1, the worker,
-# its zygote and the snippet's init (the zygote reaps the previous init before it forks the next child).
-WORKER_OVERHEAD_PROCESSES = 5
+# its zygote, the snippet's init, and the next snippet's init and child (armed while this one runs).
+WORKER_OVERHEAD_PROCESSES = 7
 # Host files an interpreter may want that reveal nothing about the host.
 HARMLESS_HOST_FILES = ("/etc/ld.so.cache", "/etc/localtime")
 WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",

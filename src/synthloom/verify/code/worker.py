@@ -26,6 +26,7 @@ Wire format (worker stdin/stdout): frames of a 4-byte big-endian length and UTF-
 from __future__ import annotations
 
 import argparse
+import collections
 import ctypes
 import errno
 import json
@@ -285,12 +286,20 @@ def _exit_code_of(exc: SystemExit) -> int:
     return 1
 
 
+# Zygote -> worker messages: (kind, slot, value, cpu seconds). ARMED: value = the child's PID;
+# EXITED: value = its wait status; REAPED: every process of the slot is gone.
+ZYGOTE_MESSAGE = struct.Struct(">Bqid")
+ARMED, EXITED, REAPED = 1, 2, 3
+SLOT_PREFIX = "slot-"  # scratch directories without --isolate: <scratch root>/slot-<n>-*
+
+
 class Zygote:
     """The pristine process every snippet is forked from (itself forked before the first request).
 
-    It never reads a request, an output or a nonce: it gets only "run" plus the child's pipe ends,
-    so no snippet inherits another snippet's data in its copy of memory. It answers with the
-    snippet's host-namespace PIDs and, once the snippet has exited, its wait status and CPU time.
+    It never reads a request, an output or a nonce: it gets only a slot number plus the child's pipe
+    ends, so no snippet inherits another snippet's data in its copy of memory. Children are forked
+    ("armed") ahead of their requests, one while the previous one runs, so namespace set-up and
+    tear-down stay off the path from a request to its reply.
     """
 
     def __init__(self, control: socket.socket, isolate: bool, scratch_root: str, scratch_bytes: int) -> None:
@@ -299,6 +308,9 @@ class Zygote:
         self.scratch_root = scratch_root
         self.scratch_bytes = scratch_bytes
         self.namespaces = SnippetNamespaces() if isolate else None
+        self.selector = selectors.DefaultSelector()
+        self.dying: set[int] = set()  # slots whose init has been killed but not reaped yet
+        self.deferred: list[tuple[int, dict[str, int]]] = []  # arms that found no process to spare
 
     def serve(self) -> NoReturn:
         try:
@@ -311,38 +323,76 @@ class Zygote:
             self.control.send(f"{type(exc).__name__}: {exc}".encode())
             os._exit(1)
         self.control.send(b"ok")
+        self.selector.register(self.control, selectors.EVENT_READ, None)
         while True:
-            try:
-                _, fds, _, _ = socket.recv_fds(self.control, 16, 4)
-            except OSError:
-                os._exit(0)
-            if len(fds) != 4:
-                os._exit(0)  # the worker went away
-            for fd in fds:
-                os.set_inheritable(fd, False)  # the init must not hold them
-            self._run_one(dict(zip(("request", "stdout", "stderr", "status"), fds, strict=True)))
+            for key, _ in self.selector.select():
+                if key.data is None:
+                    self._on_arm()
+                else:
+                    self.selector.unregister(key.fd)
+                    os.close(key.fd)
+                    key.data()
 
-    def _run_one(self, fds: dict[str, int]) -> None:
+    def _on_arm(self) -> None:
+        try:
+            message, fds, _, _ = socket.recv_fds(self.control, 64, 4)
+        except OSError:
+            os._exit(0)
+        if len(fds) != 4:
+            os._exit(0)  # the worker went away
+        (slot,) = struct.unpack(">q", message)
+        for fd in fds:
+            os.set_inheritable(fd, False)  # the init must not hold them
+        self._arm(slot, dict(zip(("request", "stdout", "stderr", "status"), fds, strict=True)))
+
+    def _arm(self, slot: int, fds: dict[str, int]) -> None:
+        try:
+            init_pid, pid = self._fork_child(fds, slot)
+        except OSError as exc:
+            if exc.errno == errno.EAGAIN and self.dying:
+                # Out of processes while an earlier snippet's are still dying: try again once gone.
+                self.deferred.append((slot, fds))
+                return
+            os.write(fds["stderr"], f"sandbox child setup failed: {exc}\n".encode())
+            init_pid, pid = 0, -1
+        for fd in fds.values():
+            os.close(fd)
+        self._tell_worker(ZYGOTE_MESSAGE.pack(ARMED, slot, pid, 0.0))  # the worker kills it at a limit
+        if pid > 0:
+            self._when_gone(pid, lambda: self._on_exit(slot, init_pid, pid))
+        else:
+            self._on_exit(slot, init_pid, pid)
+
+    def _fork_child(self, fds: dict[str, int], slot: int) -> tuple[int, int]:
         init_pid = 0
         try:
             if self.namespaces is not None:
                 self.namespaces.enter_fresh(self.scratch_bytes)
                 # PID 1 of the snippet's namespace: a placeholder that holds only /dev/null and the
-                # namespace itself. Killing it kills every process the snippet left behind.
+                # namespaces. Killing it kills every process the snippet left behind.
                 init_pid = os.posix_spawn(INIT_ARGV[0], INIT_ARGV, {}, file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0), (os.POSIX_SPAWN_DUP2, 0, 1),
                     (os.POSIX_SPAWN_DUP2, 0, 2)], setsid=True)
             pid = os.fork()
-        except OSError as exc:
-            os.write(fds["stderr"], f"sandbox child setup failed: {exc}\n".encode())
-            pid = -1
+        except OSError:
+            self._go_home()
+            if init_pid:
+                os.kill(init_pid, signal.SIGKILL)
+                os.waitpid(init_pid, 0)
+            raise
         if pid == 0:
-            self._snippet_main(fds)
+            self._snippet_main(fds, slot)
+        self._go_home()  # the zygote's own namespaces again (the child keeps the fresh ones)
+        return init_pid, pid
+
+    def _go_home(self) -> None:
         if self.namespaces is not None:
             self.namespaces.go_home()
-        for fd in fds.values():
-            os.close(fd)
-        self._tell_worker(struct.pack(">i", pid))  # so the worker can kill it on a time or output limit
+
+    def _when_gone(self, pid: int, then: Callable[[], None]) -> None:
+        self.selector.register(os.pidfd_open(pid), selectors.EVENT_READ, then)
+
+    def _on_exit(self, slot: int, init_pid: int, pid: int) -> None:
         wait_status, cpu_s = CHILD_SETUP_FAILED << 8, 0.0
         if pid > 0:
             _, wait_status, usage = os.wait4(pid, 0)
@@ -355,9 +405,22 @@ class Zygote:
                     kill(target, signal.SIGKILL)
                 except OSError:
                     pass
-        self._tell_worker(struct.pack(">id", wait_status, cpu_s))
+        self._tell_worker(ZYGOTE_MESSAGE.pack(EXITED, slot, wait_status, cpu_s))
         if init_pid:
-            os.waitpid(init_pid, 0)
+            # The init dies only once every process of its namespace has: then the slot is clear.
+            self.dying.add(slot)
+            self._when_gone(init_pid, lambda: self._on_reaped(slot, init_pid))
+        else:
+            self._tell_worker(ZYGOTE_MESSAGE.pack(REAPED, slot, 0, 0.0))
+
+    def _on_reaped(self, slot: int, init_pid: int) -> None:
+        os.waitpid(init_pid, 0)
+        self.dying.discard(slot)
+        self._tell_worker(ZYGOTE_MESSAGE.pack(REAPED, slot, 0, 0.0))
+        if not self.dying:
+            waiting, self.deferred = self.deferred, []
+            for args in waiting:
+                self._arm(*args)
 
     def _tell_worker(self, message: bytes) -> None:
         try:
@@ -365,17 +428,17 @@ class Zygote:
         except OSError:
             os._exit(0)  # the worker is gone (pool closed): so are we
 
-    def _snippet_main(self, fds: dict[str, int]) -> NoReturn:
+    def _snippet_main(self, fds: dict[str, int], slot: int) -> NoReturn:
         """Armed ahead of its request: everything that does not depend on it is done first."""
         try:
             self.control.close()
-            scratch_root = self.scratch_root
+            scratch_root, prefix = self.scratch_root, f"{SLOT_PREFIX}{slot}-"  # a shared host directory
             if self.isolate:
                 mount_private_proc()
-                scratch_root = SNIPPET_TMP
+                scratch_root, prefix = SNIPPET_TMP, "run-"  # its own tmpfs
                 drop_all_privileges()
                 make_non_dumpable()
-            scratch = tempfile.mkdtemp(prefix="run-", dir=scratch_root)
+            scratch = tempfile.mkdtemp(prefix=prefix, dir=scratch_root)
             with open(fds.pop("request"), "rb") as handle:  # blocks until the worker has a request
                 envelope = json.loads(handle.read())
             request = envelope["request"]
@@ -516,28 +579,44 @@ class Worker:
         hello = self.control.recv(4096)
         if hello != b"ok":
             raise RuntimeError(f"sandbox zygote failed to start: {hello.decode(errors='replace') or 'exited'}")
-        self._stale_exits = 0  # zygote exit messages of children answered from their own report
-        self._armed = self._arm()
+        self._next_slot = 0
+        self._inbox: dict[int, dict[int, tuple[int, float]]] = {}  # slot -> message kind -> (value, cpu)
+        self._previous: int | None = None
+        # Two children armed ahead: the next request's, and the one after it, so that both exist
+        # before a snippet starts (they share its process budget) and none is forked while it runs.
+        self._spares = collections.deque([self._arm(), self._arm()])
 
-    def _arm(self) -> dict[str, tuple[int, int]]:
-        """Have the zygote fork the next child now; it waits, set up, for the next request."""
+    def prepare_next(self) -> None:
+        """After a reply has gone out: arm a child for the request after next."""
+        self._spares.append(self._arm())
+
+    def _arm(self) -> tuple[int, dict[str, tuple[int, int]]]:
+        """Have the zygote fork the next child now; it sets up and waits for its request."""
+        slot, self._next_slot = self._next_slot, self._next_slot + 1
         pipes = {name: os.pipe() for name in ("request", "stdout", "stderr", "status")}
         child_ends = [pipes["request"][0], *(pipes[name][1] for name in ("stdout", "stderr", "status"))]
         try:
-            socket.send_fds(self.control, [b"run"], child_ends)
+            socket.send_fds(self.control, [struct.pack(">q", slot)], child_ends)
         except OSError as exc:
             raise ZygoteLost(str(exc)) from exc
         finally:
             for fd in child_ends:
                 os.close(fd)
-        return pipes
+        return slot, pipes
 
     def run(self, request: dict[str, Any], read_nonce: Callable[[], None]) -> dict[str, Any]:
         """Run one request on the armed child; `read_nonce` takes the pool's nonce off the wire (it
         never reaches the zygote or the child)."""
         limits = request["limits"]
         report_key = secrets.token_hex(16)
-        pipes = self._armed
+        slot, pipes = self._spares.popleft()
+        if self._previous is not None:
+            # Nothing of the previous snippet may still exist when this one's code starts.
+            self._await(self._previous, REAPED)
+            del self._inbox[self._previous]
+        self._previous = slot
+        for armed, _ in (self._spares[0], (slot, None)):
+            self._await(armed, ARMED)
         started = time.monotonic()
         try:
             try:
@@ -548,26 +627,35 @@ class Worker:
                 os.close(pipes["request"][1])
             read_nonce()
             streams = {pipes[name][0]: name for name in ("stdout", "stderr", "status")}
-            outcome = self._watch(started, limits, streams, report_key)
+            outcome = self._watch(slot, started, limits, streams, report_key)
         finally:
             for name in ("stdout", "stderr", "status"):
                 os.close(pipes[name][0])
             if not self.isolate:
-                self._wipe(self.scratch_root)
-            self._armed = self._arm()  # the next child sets up while this reply goes out
+                self._wipe(self.scratch_root, f"{SLOT_PREFIX}{slot}-")
         outcome["duration_s"] = time.monotonic() - started
         return self._classify(outcome, request, report_key)
 
-    def _from_zygote(self) -> bytes:
+    def _receive(self, flags: int = 0) -> bool:
+        """File one zygote message in the inbox; False when `flags` say not to wait and none is there."""
         try:
-            message = self.control.recv(64)
+            message = self.control.recv(64, flags)
+        except BlockingIOError:
+            return False
         except OSError as exc:
             raise ZygoteLost(str(exc)) from exc
         if not message:
             raise ZygoteLost("sandbox zygote exited")
-        return message
+        kind, slot, value, cpu_s = ZYGOTE_MESSAGE.unpack(message)
+        self._inbox.setdefault(slot, {})[kind] = (value, cpu_s)
+        return True
 
-    def _watch(self, started: float, limits: dict[str, Any], streams: dict[int, str],
+    def _await(self, slot: int, kind: int) -> tuple[int, float]:
+        while kind not in self._inbox.get(slot, {}):
+            self._receive()
+        return self._inbox[slot][kind]
+
+    def _watch(self, slot: int, started: float, limits: dict[str, Any], streams: dict[int, str],
                report_key: str) -> dict[str, Any]:
         cap = int(limits["max_output_bytes"])
         buffers = {name: bytearray() for name in streams.values()}
@@ -575,16 +663,14 @@ class Worker:
         for fd in streams:
             selector.register(fd, selectors.EVENT_READ)
         selector.register(self.control, selectors.EVENT_READ)
+        inbox = self._inbox.setdefault(slot, {})
         open_streams = set(streams)
-        child: int | None = None  # pidfd of the child, from the zygote's first message
-        announced = False
-        exit_message: bytes | None = None  # the zygote's second message
         report: dict[str, Any] | None = None
         exited_at: float | None = None
         timed_out = over_output = False
         deadline = started + float(limits["wall_s"])
         try:
-            while exit_message is None and report is None or open_streams:
+            while (EXITED not in inbox and report is None) or open_streams:
                 now = time.monotonic()
                 if now >= deadline:
                     timed_out = True
@@ -595,20 +681,18 @@ class Worker:
                 wait = deadline - now if exited_at is None else min(deadline - now, 0.2)
                 for key, _ in selector.select(wait):
                     if key.fileobj is self.control:
-                        if not announced:
-                            child, announced = self._child_pidfd(), True
-                        else:
-                            exit_message, exited_at = self._from_zygote(), time.monotonic()
-                            selector.unregister(self.control)
+                        self._receive()
+                        if EXITED in inbox and exited_at is None:
+                            exited_at = time.monotonic()
                         continue
                     fd = key.fd
                     chunk = os.read(fd, 65536)
                     if not chunk:
                         selector.unregister(fd)
                         open_streams.discard(fd)
-                        if not open_streams and exit_message is None:
+                        if not open_streams and EXITED not in inbox:
                             # Every stream closed: with its report written, the child is exiting.
-                            # Answer now; the zygote's exit message is read before the next child's.
+                            # Answer now (it is killed to make sure); its exit message comes later.
                             report = _parse_report(bytes(buffers["status"]), report_key)
                             report = report if report is not None and "exit" in report else None
                         continue
@@ -622,44 +706,38 @@ class Worker:
                     break
         finally:
             selector.close()
-        if not announced:
-            child = self._child_pidfd()
-        if child is not None:
-            try:
-                if exit_message is None:
-                    # At a limit, or done by its own report: make sure it is gone (then the zygote
-                    # kills whatever else it left running).
-                    signal.pidfd_send_signal(child, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            finally:
-                os.close(child)
-        if exit_message is None and report is not None and not (timed_out or over_output):
-            self._stale_exits += 1
-            return {"buffers": buffers, "timed_out": False, "over_output": False,
-                    "wait_status": (int(report["exit"]) & 0xFF) << 8, "cpu_s": 0.0}
-        if exit_message is None:
-            exit_message = self._from_zygote()
-        wait_status, cpu_s = struct.unpack(">id", exit_message)
+        if EXITED not in inbox:  # at a limit, or answered from its report: make sure it is gone
+            self._kill(slot)
+            if report is not None and not (timed_out or over_output):
+                return {"buffers": buffers, "timed_out": False, "over_output": False,
+                        "wait_status": (int(report["exit"]) & 0xFF) << 8, "cpu_s": 0.0}
+        wait_status, cpu_s = self._await(slot, EXITED)
         return {"buffers": buffers, "timed_out": timed_out, "over_output": over_output, "wait_status": wait_status,
                 "cpu_s": cpu_s}
 
-    def _child_pidfd(self) -> int | None:
-        """Read the zygote's first message for this child (skipping exits of earlier children); a
-        pidfd, so a kill can never hit a recycled PID. None: the fork failed."""
-        while True:
-            message = self._from_zygote()
-            if self._stale_exits:
-                self._stale_exits -= 1
-                continue
-            (pid,) = struct.unpack(">i", message)
-            try:
-                return os.pidfd_open(pid) if pid > 0 else None
-            except ProcessLookupError:  # already gone and reaped: its exit message follows
-                return None
+    def _kill(self, slot: int) -> None:
+        """SIGKILL the slot's child unless the zygote has already reaped it."""
+        pid, _ = self._await(slot, ARMED)
+        if pid <= 0:
+            return
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        try:
+            # Opened before the zygote reported the exit: the PID could only be another process's if
+            # the PID counter wrapped within that instant.
+            while EXITED not in self._inbox[slot] and self._receive(socket.MSG_DONTWAIT):
+                pass
+            if EXITED not in self._inbox[slot]:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(pidfd)
 
-    def _wipe(self, directory: str) -> None:
-        for name in os.listdir(directory):
+    def _wipe(self, directory: str, prefix: str) -> None:
+        for name in (n for n in os.listdir(directory) if n.startswith(prefix)):
             path = os.path.join(directory, name)
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
@@ -743,6 +821,10 @@ def serve(worker: Worker, wire_in: int, wire_out: int) -> None:
         reply["id"] = request.get("id")
         reply["nonce"] = nonce[0]
         write_all(wire_out, encode_frame(reply))
+        try:
+            worker.prepare_next()
+        except ZygoteLost:
+            return
 
 
 def main(argv: list[str] | None = None) -> None:
