@@ -12,7 +12,7 @@ from synthloom.audit.embedcache import CachedEmbedder
 from synthloom.audit.fidelity import c2st_auc, fidelity_audit, precision_recall
 from tests.audit_texts import domain, shuffled
 
-N = 240
+N = 160
 app = typer.Typer()
 register(app)
 runner = CliRunner()

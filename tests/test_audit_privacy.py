@@ -84,7 +84,7 @@ def _leakage(embedder, synth, seeds):
 
 
 def test_fresh_records_do_not_count_as_leaks(embedder):
-    seeds, fresh = _records(120, 0), _records(120, 1)
+    seeds, fresh = _records(80, 0), _records(80, 1)
     r = _leakage(embedder, fresh, seeds)
     m, status = r["measures"], {c["name"]: c["status"] for c in r["checks"]}
     assert m["share_closer_than_seeds"] <= 0.1 and m["share_verbatim"] == 0.0
@@ -92,8 +92,8 @@ def test_fresh_records_do_not_count_as_leaks(embedder):
 
 
 def test_copied_and_lightly_edited_seeds_fail(embedder):
-    seeds = _records(120, 0)
-    leaked = seeds[:30] + [s.replace("was seen at", "visited") for s in seeds[30:60]] + _records(60, 1)
+    seeds = _records(80, 0)
+    leaked = seeds[:20] + [s.replace("was seen at", "visited") for s in seeds[20:40]] + _records(40, 1)
     r = _leakage(embedder, leaked, seeds)
     m, status = r["measures"], {c["name"]: c["status"] for c in r["checks"]}
     assert m["share_closer_than_seeds"] >= 0.45 and 0.25 <= m["share_verbatim"] < 0.45  # edits break the spans
