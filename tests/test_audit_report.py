@@ -61,3 +61,15 @@ def test_card_rendering_keeps_the_audit_and_drops_a_stale_one(tmp_path):
     assert card_with_audit(card, tmp_path).endswith("## Audit\n\nTrust audit of 3 rows: **passed**.\n\n"
                                                     "| area | check | value | limit | status |\n|---|---|---|---|---|\n\n"
                                                     "Methods and thresholds: see synthloom's docs/audit.md.\n")
+
+
+def test_the_synthloom_command_exits_4_on_a_failed_audit_and_0_on_a_pass(tmp_path, cli):
+    src = tmp_path / "d.jsonl"
+    src.write_text(json.dumps({"text": "the code is K7QX-M4PZ-9WTR"}) + "\n" + json.dumps({"text": "plain"}) + "\n")
+    (tmp_path / "c.txt").write_text("K7QX-M4PZ-9WTR\n")
+    args = ["audit", str(src), "--no-bias", "--no-pii", "--canaries", str(tmp_path / "c.txt")]
+    failed = cli(*args)
+    assert failed.returncode == AUDIT_FAILED_EXIT and json.loads(failed.stdout.splitlines()[-1])["failed"] == ["canary_exposure"]
+    assert cli(*args, "-t", "canary_exposure_max=1").returncode == 0
+    bad = cli("audit", str(tmp_path / "missing.jsonl"))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "does not exist" in bad.stderr
