@@ -179,3 +179,17 @@ async def test_canaries_planted_in_seeds_surface_through_a_copying_recipe(tmp_pa
 def _write_lines(path, lines):
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def test_pii_detection_never_reaches_for_the_network(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import tldextract\n"  # imported first, as another library might: its extractor already exists
+            "from synthloom.audit.pii import PiiRedactor\n"
+            "print(PiiRedactor().redact('write to ana.m@example.co.uk').text)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert res.returncode == 0, res.stderr[-1500:]
+    assert res.stdout.strip() == "write to <EMAIL_ADDRESS>"
+    assert "publicsuffix" not in res.stderr and "ConnectionError" not in res.stderr, res.stderr[-1500:]

@@ -33,9 +33,13 @@ class Redaction:
 
 
 def _no_network() -> None:
-    # tldextract (used by Presidio's e-mail check) fetches the public suffix list unless told not to;
-    # an empty URL list makes it use the snapshot it ships.
+    """tldextract (Presidio's e-mail check) fetches the public suffix list on first use unless told
+    not to; with no URLs it uses the snapshot it ships. Its module-level extractor may already exist
+    (imported elsewhere first), so it is replaced as well as configured for new instances."""
     os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+    import tldextract.tldextract as tld
+
+    tld.TLD_EXTRACTOR = tld.TLDExtract(suffix_list_urls=())
 
 
 @functools.lru_cache(maxsize=1)
