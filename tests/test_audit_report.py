@@ -73,3 +73,19 @@ def test_the_synthloom_command_exits_4_on_a_failed_audit_and_0_on_a_pass(tmp_pat
     assert cli(*args, "-t", "canary_exposure_max=1").returncode == 0
     bad = cli("audit", str(tmp_path / "missing.jsonl"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "does not exist" in bad.stderr
+
+
+def test_a_recipe_that_redacts_pii_shows_the_counts_in_its_report(tmp_path):
+    import asyncio
+
+    from synthloom.audit.steps import RedactPiiStep
+    from synthloom.pipeline.pipeline import Pipeline, Source
+    from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+
+    rows = [{"text": "mail ana@example.org or call +1 415 555 0132"}, {"text": "mail bo@example.net"}, {"text": "none"}]
+    pipeline = Pipeline("scrub", [RedactPiiStep(name="scrub", columns=["text"])], source=Source(rows=rows))
+    result = asyncio.run(run_pipeline_async(pipeline, RunOptions(out=tmp_path / "run")))
+    assert [r["text"] for r in result.rows] == ["mail <EMAIL_ADDRESS> or call <PHONE_NUMBER>", "mail <EMAIL_ADDRESS>", "none"]
+    html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    assert "PII redacted by the <code>redact_pii</code> step: 2 rows;" in html
+    assert "EMAIL_ADDRESS 2, PHONE_NUMBER 1." in html and "Not audited." in html

@@ -39,6 +39,18 @@ def card_with_audit(card: str, run_dir: Path) -> str:
     return card.rstrip("\n") + "\n\n" + audit_markdown(result)
 
 
+def report_context(run_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the report's Audit section shows: the run's audit.json and the `redact_pii` counts."""
+    from collections import Counter
+
+    from synthloom.audit.runner import load_audit
+
+    found = [r.get("pii_found") for r in rows if isinstance(r.get("pii_found"), list)]
+    counts = Counter(t for f in found for t in f)
+    return {"result": load_audit(run_dir), "redacted_rows": sum(1 for f in found if f),
+            "redacted": dict(counts.most_common())}
+
+
 def refresh_run_outputs(run_dir: Path, result: dict[str, Any]) -> None:
     """After `synthloom audit RUN`: put the Audit section into README.md and rewrite report.html."""
     from synthloom.io import write_text_atomic

@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 
-from synthloom.audit.runner import load_audit
+from synthloom.audit.card import report_context
 from synthloom.io import write_text_atomic
 from synthloom.records import META, Row, meta_of
 from synthloom.report import charts, metrics
@@ -102,7 +102,7 @@ def build_context(data: RunData) -> dict[str, Any]:
         "rates": rates,
         "rates_svg": charts.pass_rate_chart(rates) if rates else "",
         "contamination": metrics.contamination(data),
-        "audit": load_audit(data.run_dir),
+        "audit": report_context(data.run_dir, data.kept),
         "samples": row_samples(data),
         "sampled": data.sampled,
         "kept_total": data.kept_total,
