@@ -167,13 +167,18 @@ class SnippetNamespaces:
     def __init__(self) -> None:
         self._home = {kind: os.open(f"/proc/self/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC) for kind, _ in self.KINDS}
 
-    def enter_fresh(self, scratch_bytes: int) -> None:
-        """Children forked from now on get new namespaces, with fresh tmpfs mounts on /tmp and /dev/shm."""
+    def enter_fresh(self, scratch_bytes: int) -> int:
+        """Children forked from now on get new namespaces, with fresh tmpfs mounts on /tmp and /dev/shm.
+
+        Returns an fd that keeps the new mount namespace alive: its tear-down (an RCU grace period)
+        then happens when the zygote closes it, not in the exit of the snippet or its init."""
         _check(_libc.setns(self._home["pid"], CLONE_NEWPID), "setns(own PID namespace)")
         _check(_libc.unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC), "unshare(namespaces)")
+        held = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)  # before a child mounts its /proc
         _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here propagates back
         _mount("tmpfs", SNIPPET_TMP, "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_bytes},mode=1777")
         _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"size={min(scratch_bytes, SHM_BYTES)},mode=1777")
+        return held
 
     def go_home(self) -> None:
         for kind, flag in self.KINDS[1:]:
@@ -290,6 +295,7 @@ def _exit_code_of(exc: SystemExit) -> int:
 # EXITED: value = its wait status; REAPED: every process of the slot is gone.
 ZYGOTE_MESSAGE = struct.Struct(">Bqid")
 ARMED, EXITED, REAPED = 1, 2, 3
+MAX_SPENT_MOUNTS = 2  # finished snippets' mount namespaces the zygote may hold before it tears one down
 SLOT_PREFIX = "slot-"  # scratch directories without --isolate: <scratch root>/slot-<n>-*
 
 
@@ -311,11 +317,12 @@ class Zygote:
         self.selector = selectors.DefaultSelector()
         self.dying: set[int] = set()  # slots whose init has been killed but not reaped yet
         self.deferred: list[tuple[int, dict[str, int]]] = []  # arms that found no process to spare
+        self.spent: list[int] = []  # fds holding finished snippets' mount namespaces
 
     def serve(self) -> NoReturn:
         try:
             if self.namespaces is not None:  # fail at start-up, not on the first snippet
-                self.namespaces.enter_fresh(1 << 16)
+                os.close(self.namespaces.enter_fresh(1 << 16))
                 self.namespaces.go_home()
                 if not os.access(INIT_ARGV[0], os.X_OK):
                     raise OSError(errno.ENOENT, f"no {INIT_ARGV[0]} in the sandbox")
@@ -325,7 +332,10 @@ class Zygote:
         self.control.send(b"ok")
         self.selector.register(self.control, selectors.EVENT_READ, None)
         while True:
-            for key, _ in self.selector.select():
+            events = self.selector.select(0 if self.spent else None)
+            if not events and self.spent:  # idle: now tear down a finished snippet's mounts
+                os.close(self.spent.pop(0))
+            for key, _ in events:
                 if key.data is None:
                     self._on_arm()
                 else:
@@ -347,27 +357,27 @@ class Zygote:
 
     def _arm(self, slot: int, fds: dict[str, int]) -> None:
         try:
-            init_pid, pid = self._fork_child(fds, slot)
+            init_pid, pid, mounts = self._fork_child(fds, slot)
         except OSError as exc:
             if exc.errno == errno.EAGAIN and self.dying:
                 # Out of processes while an earlier snippet's are still dying: try again once gone.
                 self.deferred.append((slot, fds))
                 return
             os.write(fds["stderr"], f"sandbox child setup failed: {exc}\n".encode())
-            init_pid, pid = 0, -1
+            init_pid, pid, mounts = 0, -1, None
         for fd in fds.values():
             os.close(fd)
         self._tell_worker(ZYGOTE_MESSAGE.pack(ARMED, slot, pid, 0.0))  # the worker kills it at a limit
         if pid > 0:
-            self._when_gone(pid, lambda: self._on_exit(slot, init_pid, pid))
+            self._when_gone(pid, lambda: self._on_exit(slot, init_pid, pid, mounts))
         else:
-            self._on_exit(slot, init_pid, pid)
+            self._on_exit(slot, init_pid, pid, mounts)
 
-    def _fork_child(self, fds: dict[str, int], slot: int) -> tuple[int, int]:
-        init_pid = 0
+    def _fork_child(self, fds: dict[str, int], slot: int) -> tuple[int, int, int | None]:
+        init_pid, mounts = 0, None
         try:
             if self.namespaces is not None:
-                self.namespaces.enter_fresh(self.scratch_bytes)
+                mounts = self.namespaces.enter_fresh(self.scratch_bytes)
                 # PID 1 of the snippet's namespace: a placeholder that holds only /dev/null and the
                 # namespaces. Killing it kills every process the snippet left behind.
                 init_pid = os.posix_spawn(INIT_ARGV[0], INIT_ARGV, {}, file_actions=[
@@ -376,14 +386,18 @@ class Zygote:
             pid = os.fork()
         except OSError:
             self._go_home()
+            if mounts is not None:
+                os.close(mounts)
             if init_pid:
                 os.kill(init_pid, signal.SIGKILL)
                 os.waitpid(init_pid, 0)
             raise
         if pid == 0:
+            if mounts is not None:
+                os.close(mounts)
             self._snippet_main(fds, slot)
-        self._go_home()  # the zygote's own namespaces again (the child keeps the fresh ones)
-        return init_pid, pid
+        self._go_home()  # the child keeps the fresh namespaces
+        return init_pid, pid, mounts
 
     def _go_home(self) -> None:
         if self.namespaces is not None:
@@ -392,7 +406,7 @@ class Zygote:
     def _when_gone(self, pid: int, then: Callable[[], None]) -> None:
         self.selector.register(os.pidfd_open(pid), selectors.EVENT_READ, then)
 
-    def _on_exit(self, slot: int, init_pid: int, pid: int) -> None:
+    def _on_exit(self, slot: int, init_pid: int, pid: int, mounts: int | None) -> None:
         wait_status, cpu_s = CHILD_SETUP_FAILED << 8, 0.0
         if pid > 0:
             _, wait_status, usage = os.wait4(pid, 0)
@@ -406,6 +420,10 @@ class Zygote:
                 except OSError:
                     pass
         self._tell_worker(ZYGOTE_MESSAGE.pack(EXITED, slot, wait_status, cpu_s))
+        if mounts is not None:
+            self.spent.append(mounts)
+            if len(self.spent) > MAX_SPENT_MOUNTS:  # never idle: do not let finished tmpfs pile up
+                os.close(self.spent.pop(0))
         if init_pid:
             # The init dies only once every process of its namespace has: then the slot is clear.
             self.dying.add(slot)
