@@ -141,3 +141,10 @@ def test_int8_embeddings_are_cached_apart_and_reach_the_same_verdicts(sets):
     assert {c["status"] for c in r["checks"] if c["value"] is not None} == {"failed"}
     with pytest.raises(Exception, match="fp32 or int8"):
         CachedEmbedder(path=emb.path, precision="fp16")
+
+
+def test_a_handful_of_rows_is_measured_but_not_judged(sets):
+    texts, vecs, _ = sets
+    r = fidelity_audit(texts["real"][:20], texts["other"][:20], vecs["real"][:20], vecs["other"][:20], use_mauve=False)
+    assert r["measures"]["precision"] == 0.0  # measured: another domain
+    assert {c["status"] for c in r["checks"]} == {"unknown"} and "fewer than 50 rows" in r["checks"][1]["evidence"]

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections import Counter
@@ -35,6 +36,7 @@ class FidelityLimits:
     precision_min: float = 0.5
     recall_min: float = 0.3
     unreached_max: float = 0.2  # share of real rows in clusters the synthetic set never reaches
+    min_rows: float = 50  # fewer rows a side: measured and shown, but not judged
 
 
 def mauve_score(real: np.ndarray, synth: np.ndarray, seed: int = 0) -> float:
@@ -163,6 +165,18 @@ def cluster_coverage(real: np.ndarray, synth: np.ndarray, real_texts: Sequence[s
             "synthetic_share_without_real": rounded(sum(e["synthetic_share"] for e in synth_only))}
 
 
+def _checks(limits: FidelityLimits, mauve_value: float | None, precision: float, recall: float, auc: float,
+            clusters: dict[str, Any]) -> list[Check]:
+    return [
+        Check("mauve", mauve_value, limits.mauve_min, True, "mauve (Pillutla et al. 2021) on MiniLM features"),
+        Check("precision", precision, limits.precision_min, True, "k-NN manifold precision (Kynkaanniemi et al. 2019)"),
+        Check("recall", recall, limits.recall_min, True, "k-NN manifold recall (Kynkaanniemi et al. 2019)"),
+        Check("c2st_auc", auc, limits.c2st_auc_max, False, "classifier two-sample test, 5-fold logistic regression AUC"),
+        Check("real_share_unreached", clusters["real_share_unreached"], limits.unreached_max, False,
+              f"joint k-means ({clusters['clusters']} clusters), real clusters with no synthetic rows"),
+    ]
+
+
 def fidelity_audit(real_texts: Sequence[str], synth_texts: Sequence[str], real: np.ndarray, synth: np.ndarray,
                    limits: FidelityLimits = FidelityLimits(), seed: int = 0, use_mauve: bool = True) -> dict[str, Any]:
     """Every fidelity measure, and the checks the audit gates on (`timings` says what each cost)."""
@@ -178,14 +192,10 @@ def fidelity_audit(real_texts: Sequence[str], synth_texts: Sequence[str], real: 
     auc = timed("c2st", c2st_auc, real, synth, seed=seed)
     mauve_value = timed("mauve", mauve_score, real, synth, seed=seed) if use_mauve else None
     clusters = timed("clusters", cluster_coverage, real, synth, real_texts, synth_texts, seed=seed)
-    checks = [
-        Check("mauve", mauve_value, limits.mauve_min, True, "mauve (Pillutla et al. 2021) on MiniLM features"),
-        Check("precision", precision, limits.precision_min, True, "k-NN manifold precision (Kynkaanniemi et al. 2019)"),
-        Check("recall", recall, limits.recall_min, True, "k-NN manifold recall (Kynkaanniemi et al. 2019)"),
-        Check("c2st_auc", auc, limits.c2st_auc_max, False, "classifier two-sample test, 5-fold logistic regression AUC"),
-        Check("real_share_unreached", clusters["real_share_unreached"], limits.unreached_max, False,
-              f"joint k-means ({clusters['clusters']} clusters), real clusters with no synthetic rows"),
-    ]
+    checks = _checks(limits, mauve_value, precision, recall, auc, clusters)
+    if min(len(real_texts), len(synth_texts)) < limits.min_rows:
+        # the measures are still reported, but a handful of rows is no evidence either way
+        checks = [dataclasses.replace(c, value=None, note=f"fewer than {limits.min_rows:g} rows a side") for c in checks]
     measures = {"mauve": None if mauve_value is None else rounded(mauve_value), "precision": rounded(precision),
                 "recall": rounded(recall), "c2st_auc": rounded(auc),
                 "lengths": length_comparison(real_texts, synth_texts),
