@@ -193,3 +193,17 @@ def test_pii_detection_never_reaches_for_the_network(tmp_path):
     assert res.returncode == 0, res.stderr[-1500:]
     assert res.stdout.strip() == "write to <EMAIL_ADDRESS>"
     assert "publicsuffix" not in res.stderr and "ConnectionError" not in res.stderr, res.stderr[-1500:]
+
+
+def test_the_yaml_example_in_the_docs_builds(tmp_path):
+    import re
+    from pathlib import Path
+
+    from synthloom.pipeline.pipeline import pipeline_from_yaml
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "audit.md").read_text()
+    steps = re.search(r"```yaml\n(.*?)```", doc, re.S).group(1)
+    (tmp_path / "r.yaml").write_text("name: audited\nmodels: {generator: embedded}\n" + steps)
+    pipeline = pipeline_from_yaml(tmp_path / "r.yaml")
+    assert [s.type_name for s in pipeline.steps][:3] == ["redact_pii", "model", "trust_audit"]
+    assert pipeline.steps[2].thresholds == {"mauve_min": 0.6}
