@@ -5,20 +5,22 @@ standard library only (the project tree is not mounted in the sandbox). Processe
 
   worker   speaks the pool's framed protocol on fds it keeps off 0-2; never forked after start-up.
   zygote   forked by the worker before the first request, with the common modules preloaded. It
-           never reads a request, an output or a nonce (it gets "run" plus the child's pipe ends over
-           a socket), so a snippet, a copy of it, holds no other snippet's data in its memory.
-  init     PID 1 of a fresh PID namespace per snippet: `sleep infinity` holding only /dev/null. The
-           kernel kills every process of the namespace when the worker kills it.
-  snippet  PID 2 there, forked by the zygote. Before any user code runs it unshares mount, UTS and
-           IPC namespaces and mounts a fresh tmpfs on /tmp (scratch, HOME, TMPDIR) and /dev/shm and
-           a read-only /proc of its own PID namespace (so the worker, the zygote and bubblewrap are
-           not in it); then it drops every capability, sets no_new_privs, turns non-dumpable (its
-           /proc entries and memory are closed to other processes) and applies rlimits.
+           never reads a request, an output or a nonce (it gets a slot number plus the child's pipe
+           ends over a socket), so a snippet, a copy of it, holds no other snippet's data in memory.
+           It keeps two children armed ahead of their requests.
+  init     PID 1 of each snippet's fresh PID namespace: `sleep infinity`, holding only /dev/null and
+           the snippet's fresh mount, UTS and IPC namespaces (a fresh tmpfs on /tmp and /dev/shm).
+           Killing it kills every process of the namespace.
+  snippet  PID 2 there, forked by the zygote. Before it waits for its request it mounts a read-only
+           /proc of its own PID namespace (the worker, the zygote and bubblewrap are not in it),
+           switches user namespaces off below, drops every capability, sets no_new_privs and turns
+           non-dumpable (its /proc entries and memory are closed to other processes). With the
+           request come rlimits, a seccomp filter, and then the code.
 
 Nothing a snippet can reach holds the pool's channel. The pool's per-request nonce is read from the
-wire only after the child is forked and lives only in the worker; a reply without it is rejected
-by the pool (see pool.py). Without ``--isolate`` (isolation='none') the same processes run with no
-namespaces at all.
+wire by the worker only and never reaches the zygote or a child; a reply without it is rejected by
+the pool (see pool.py). A snippet starts only once every process of the one before is gone.
+Without ``--isolate`` (isolation='none') the same processes run with no namespaces at all.
 
 Wire format (worker stdin/stdout): frames of a 4-byte big-endian length and UTF-8 JSON.
 """
