@@ -65,7 +65,7 @@ _FUNCTION_WORDS = frozenset(
     "a an the in on at of for to from by with after before during when while if then each every all some "
     "how what which who whom whose where why there here this that these those it its he she they we you his "
     "her their our your my one two three four five six seven eight nine ten half twice out over under "
-    "at last first next finally and but so because both".split())
+    "last first next finally and but so because both".split())
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 _SENTENCE_START = re.compile(r"(?:^|[.!?]\s+|\n)\s*$")
 
