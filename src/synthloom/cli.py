@@ -108,6 +108,13 @@ def run(
     ray_workers: int = typer.Option(2, help="model-step actors on Ray"),
     shard: Optional[str] = typer.Option(None, help="I/N: run only shard I (0-based) of N, e.g. one Slurm array "
                                         "task; combine the shards' run directories with `synthloom merge`"),
+    reference: Optional[Path] = typer.Option(None, help="real data the output stands in for: end the run with the "
+                                             "trust audit's fidelity checks against it (docs/audit.md)"),
+    private_seeds: Optional[Path] = typer.Option(None, "--private-seeds", help="private seed records: end the run "
+                                                 "with the audit's leakage checks against them"),
+    audit_column: str = typer.Option("output", help="column of the output the audit reads (with --reference or "
+                                     "--private-seeds)"),
+    fail_on_audit: bool = typer.Option(False, help="exit 4 when the audit fails (the dataset is still written)"),
 ) -> None:
     """Run a recipe and write the dataset, its card and stats into a run directory."""
     from synthloom.pipeline.runner import RunOptions, run_pipeline_async
@@ -120,6 +127,16 @@ def run(
     if input is not None and not input.exists():
         raise BadInputError(f"input file {input} does not exist")
     pipeline = load_recipe(recipe, split_list_options(recipe, parse_pairs(option, "--option")))
+    for path in (reference, private_seeds):
+        if path is not None and not path.exists():
+            raise BadInputError(f"audit file {path} does not exist")
+    if reference is not None or private_seeds is not None:
+        from synthloom.audit.steps import TrustAuditStep
+
+        # after the verdict gate: the audit sees exactly the rows that reach train
+        pipeline.steps.append(TrustAuditStep(name="trust_audit", column=audit_column,
+                                             reference=str(reference) if reference else None,
+                                             private_seeds=str(private_seeds) if private_seeds else None))
     if out is not None and not resume and (out / "run.json").exists() and not overwrite:
         raise BadInputError(f"{out} already holds a run; drop --no-resume to continue it or pass --overwrite")
     opts = RunOptions(out=out, seed=seed, formats=formats, overwrite=overwrite or not resume,
@@ -176,6 +193,13 @@ def run(
         hint = "raise the budget and run the same command to resume" if budget else "run the same command again to resume"
         fail(f"{why}; {stats['shards']['finished']}/{stats['shards']['total']} shards finished, the rows so far "
              f"are written — {hint}", 3 if budget else 130)
+    audit_path = result.run_dir / "audit.json"
+    if (reference is not None or private_seeds is not None) and audit_path.exists():
+        audit = json.loads(audit_path.read_text())
+        verdict = "passed" if audit.get("passed") else "FAILED: " + ", ".join(audit.get("failed") or [])
+        console.print(f"audit:   {audit_path} ({verdict})", highlight=False)
+        if fail_on_audit and not audit.get("passed"):
+            fail(f"trust audit failed ({', '.join(audit.get('failed') or [])}); the dataset is written", 4)
 
 
 def _print_estimate(est: dict[str, Any]) -> None:

@@ -279,9 +279,11 @@ def export_unverified(pipeline: Pipeline, opts: RunOptions, run_dir: Path, label
     """Write the rows the verdict gate stopped to data/unverified.* (a split of its own, never train)."""
     from synthloom.pipeline.checkpoint import Checkpoints
 
-    index = len(pipeline.steps)  # the gate is always the last step
+    from synthloom.pipeline.gate import is_gate
+
+    index, gate = next((i, s) for i, s in enumerate(pipeline.steps, start=1) if is_gate(s))
     rows = []
-    for rec in Checkpoints(run_dir).read_rejected(index, pipeline.steps[-1].name):
+    for rec in Checkpoints(run_dir).read_rejected(index, gate.name):
         rec["row"].setdefault("_meta", {})["unverified_reason"] = rec.get("reason")
         rows.append(rec["row"])
     stamp_labels(rows, label)
