@@ -173,8 +173,24 @@ _BOX_ECHO = re.compile(r"\[\s*[01]?\.\d+\s*,|\b[a-z]+: \[")
 
 
 def check_answer(question: str, answer: str, scene: Scene) -> Check:
-    if _BOX_ECHO.search(answer):  # the prompt's "red circle: [0.120, ...]" boxes copied into the answer
+    """The answer to `question` checked against the scene graph; whatever else the answer states must
+    hold too ("Yes, the diamond is indeed left of the diamond" is not a right answer)."""
+    if _BOX_ECHO.search(answer) or _COORDINATE.search(answer):  # the prompt's boxes copied into the answer
         return Check("wrong", "echo", detail="the answer copies the prompt's box coordinates")
+    check = _check_question(question, answer, scene)
+    if check.status == "correct" and check.kind != "mentions" and len(_norm(answer).split()) > 3:
+        # the leading "No," is the answer, not a "no square" mention
+        rest = check_mentions(re.sub(r"^\s*(?:yes|yeah|yep|no|nope)\b[\s,.!:;-]*", "", answer, flags=re.I), scene)
+        if rest.status == "wrong":
+            return Check("wrong", check.kind, check.expected, check.got, f"the rest of the answer: {rest.detail}")
+    return check
+
+
+# a box coordinate ("0.518"): scene answers have no reason to quote one
+_COORDINATE = re.compile(r"(?<![\d.])0\.\d{2,}\b")
+
+
+def _check_question(question: str, answer: str, scene: Scene) -> Check:
     q = _norm(question).rstrip(" ?")
     if m := re.search(r"how many (.+?)(?: (?:are|is|can|do|does|appear|appears|in|on|there|shown|visible|you)\b|$)", q):
         objs = resolve(m.group(1), scene)
