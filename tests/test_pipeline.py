@@ -334,3 +334,24 @@ def test_cpu_heavy_steps_run_in_a_process_pool(tmp_path):
     assert [r["sq"] for r in res.rows] == [i * i for i in range(30)]
     assert all(r["pid"] != os.getpid() for r in res.rows)
     assert all(r["_meta"]["parents"] for r in res.rows)
+
+
+def test_list_samples_keep_one_outcome_per_row_and_count_the_dropped_ones(tmp_path):
+    from synthloom.llm.scripted import ScriptedModel
+    from synthloom.pipeline.model_step import ModelStep
+    from synthloom.pipeline.pipeline import Pipeline, Source
+    from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+
+    def script(request):
+        # topic a: one usable and one cut-off sample; topic b: both cut off
+        long = "word " * 20
+        return ["short answer", long] if "topic a" in request.messages[-1]["content"] else [long, long]
+
+    step = ModelStep(name="gen", prompt="About {{ t }}", output="texts", n=2, samples="list", max_tokens=8)
+    result = asyncio.run(run_pipeline_async(Pipeline("p", [step], source=Source(rows=[{"t": "topic a"}, {"t": "topic b"}])),
+                                            RunOptions(out=tmp_path / "run", report=False),
+                                            models={"generator": ScriptedModel(script)}))
+    [row] = result.rows
+    assert row["texts"] == ["short answer"] and row["_meta"]["dropped_samples"] == {"truncated": 1}
+    gen = {s["step"]: s for s in result.stats["funnel"]}["gen"]
+    assert gen["rows_out"] + gen["rejected_total"] == gen["rows_in"] == 2 and gen["rejected"] == {"truncated": 1}

@@ -148,7 +148,7 @@ async def test_end_to_end_on_the_embedded_model(tmp_path, embedded):
     assert funnel[0]["rows_out"] == 2
     for before, after in itertools.pairwise(funnel):  # every row is either passed on or rejected with a reason
         assert after["rows_in"] == before["rows_out"]
-        assert after["rows_out"] + after["rejected_total"] == after["rows_in"]
+        assert after["rows_out"] + after["rejected_total"] == after["rows_in"], funnel
     allowed = {"no_solution", "no_tests", "no_passing_solution", "confirmation_failed"}
     assert set(funnel[4]["rejected"]) <= allowed
     # every kept row is verified by a fresh, independent sandbox run of its solution and tests

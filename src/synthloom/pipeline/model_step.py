@@ -186,7 +186,13 @@ class ModelStep(PerRowModelStep):
             outcomes.append(ctx.derive(row, {**parsed, "sample_index": i} if self.n > 1 else parsed,
                                        raw=raw, **meta))
         if self.samples == "list" and self.n > 1:
+            # one row in, one outcome out: the usable samples as a list, the others counted in _meta
             if not parsed_list:
-                return outcomes
-            return ctx.derive(row, {self.output: parsed_list}, raw=raw_by_sample, **meta)
+                reasons = sorted({r.reason for r in outcomes})
+                return Rejected("+".join(reasons), row, "; ".join(r.detail for r in outcomes)[:500])
+            dropped: dict[str, int] = {}
+            for r in outcomes:
+                dropped[r.reason] = dropped.get(r.reason, 0) + 1
+            return ctx.derive(row, {self.output: parsed_list}, raw=raw_by_sample,
+                              **({"dropped_samples": dropped} if dropped else {}), **meta)
         return outcomes
