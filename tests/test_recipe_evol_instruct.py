@@ -119,7 +119,19 @@ async def test_end_to_end_on_the_embedded_model(tmp_path, embedded):
     assert evolve_stats["rows_out"] + evolve_stats["rejected_total"] == 2  # one outcome per lineage per round
     assert set(evolve_stats["rejected"]) <= {"empty_evolution", "copied_prompt_words", "struggled_response",
                                              "stopwords_only", "no_information_gain", "judge_unreadable",
-                                             "invalid_request"}
+                                             "invalid_request", "truncated"}
     for row in result.rows:
         assert row["round"] == 1 and row["instruction"] != row["seed_instruction"]
         assert row["_meta"]["model"].startswith("embedded:")
+
+
+async def test_a_rewrite_or_response_cut_off_at_max_tokens_is_eliminated(tmp_path):
+    long = " ".join(["word"] * 60)
+    for rewrite, response in ((long, GOOD_ANSWER), (EVOLVED, long)):
+        model = model_for(rewrite, response)
+        out = tmp_path / str(len(rewrite))
+        result = await run_pipeline_async(evol_instruct.build(evol_instruct.Options(rounds=1, evolve_max_tokens=40,
+                                                                                    response_max_tokens=40)),
+                                          RunOptions(out=out, limit=1), models={"generator": model})
+        assert result.rows == []
+        assert {s["step"]: s for s in result.stats["funnel"]}["evolve"]["rejected"] == {"truncated": 1}

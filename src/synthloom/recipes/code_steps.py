@@ -423,6 +423,8 @@ class EvolveInstructions(Step):
 
         if rewrite.error:
             return result("invalid_request", detail=rewrite.error)
+        if rewrite.finish_reason == "length":  # a rewrite cut off mid-sentence is no instruction
+            return result("truncated", detail=f"{op.name}: the rewrite hit max_tokens={self.evolve_max_tokens}")
         reason = evo.cheap_elimination(original, evolved, None)
         if reason:
             return result(reason)
@@ -432,6 +434,8 @@ class EvolveInstructions(Step):
         if answer.error:
             return result("invalid_request", detail=answer.error)
         response = answer.text.strip()
+        if answer.finish_reason == "length":  # the response is the training target: never a cut-off one
+            return result("truncated", response, f"the response hit max_tokens={self.response_max_tokens}")
         reason = evo.cheap_elimination(original, evolved, response)
         if reason:
             return result(reason, response)
