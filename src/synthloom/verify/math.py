@@ -21,7 +21,9 @@ Conventions (see docs/math.md):
 
 from __future__ import annotations
 
+import ast
 import contextlib
+from fractions import Fraction
 import re
 import signal
 import threading
@@ -629,6 +631,55 @@ def _gold_answer(gold: str) -> str:
 METHOD = "final_answer_marker+sympy"
 FALLBACK_METHOD = "last_number+sympy"
 
+# Worked arithmetic in a solution ("3 x 4 = 12", "11 = 33 x 3"): numbers and + - x * / only, no
+# variables, units or words between them. A training solution whose working states a false equation
+# teaches wrong arithmetic even when its final answer happens to match (as in MetaMath's FOBAR rows,
+# where the answer can be right for the wrong reason).
+_ARITH_NUM = r"\$?\d[\d,]*(?:\.\d+)?"
+_ARITH_SIDE = rf"\(?\s*{_ARITH_NUM}\s*\)?(?:\s*[-+x×*/÷]\s*\(?\s*{_ARITH_NUM}\s*\)?)*"
+_WORKED_EQUATION = re.compile(rf"(?<![\w.^/]){_ARITH_SIDE}(?:\s*=\s*{_ARITH_SIDE})+(?![\w.]*\d)(?!\s*[x×*/^(])")
+
+
+def _arith_value(side: str) -> Fraction | None:
+    expr = side.replace("$", "").replace(",", "").replace("×", "*").replace("÷", "/")
+    expr = re.sub(r"(?<=[\d)])\s*x\s*(?=[\d(])", "*", expr).strip()
+    if not re.fullmatch(r"[\d.\s()+\-*/]+", expr):
+        return None
+    try:
+        return _exact(ast.parse(expr, mode="eval").body)
+    except (SyntaxError, ZeroDivisionError, ValueError):
+        return None
+
+
+def _exact(node: ast.AST) -> Fraction:
+    """Exact value of a parsed + - * / expression of numbers (anything else raises ValueError)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return Fraction(str(node.value))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_exact(node.operand)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
+        a, b = _exact(node.left), _exact(node.right)
+        return a + b if isinstance(node.op, ast.Add) else a - b if isinstance(node.op, ast.Sub) \
+            else a * b if isinstance(node.op, ast.Mult) else a / b
+    raise ValueError("not plain arithmetic")
+
+
+def false_equation(text: str) -> str | None:
+    """The first worked equation in `text` whose two sides differ (allowing the stated side to be
+    the other rounded to the decimals it shows), or None when all that can be checked holds."""
+    for m in _WORKED_EQUATION.finditer(text):
+        sides = m.group(0).split("=")  # a chain "7 = 3 + 4 = 8": every side equals the first
+        if not re.search(r"[-+x×*/÷]", m.group(0)):
+            continue  # "5 = 5": nothing worked out
+        values = [_arith_value(side) for side in sides]
+        if any(v is None for v in values):
+            continue
+        decimals = max(len(s.split(".")[1]) if "." in s else 0 for s in re.findall(r"\d[\d,]*(?:\.\d+)?", m.group(0)))
+        # the stated side may be the other rounded to the decimals it shows ("10 / 3 = 3.33")
+        if any(v != values[0] and round(float(v), decimals) != round(float(values[0]), decimals) for v in values[1:]):
+            return m.group(0).strip()
+    return None
+
 
 def math_verdict(
     model_text: str,
@@ -647,6 +698,9 @@ def math_verdict(
     method = FALLBACK_METHOD if found.method == "last_number" else METHOD
     if found.answer is None:
         return Verdict.failed(method, f"no answer: {found.reason}")
+    wrong_step = None if fallback_last_number else false_equation(model_text)
+    if wrong_step is not None:  # training data: the working must hold too, not only the answer
+        return Verdict.failed(method, f"a worked equation is false: {wrong_step!r}")
     ok, why = _compare(found.answer, gold_answer, time_budget_s)
     evidence = f"{'match' if ok else 'mismatch'} ({found.method}): {found.answer!r} vs gold {gold_answer!r}; {why}"
     return Verdict(ok, method, evidence)
