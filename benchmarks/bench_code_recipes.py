@@ -25,7 +25,7 @@ from unittest import mock
 from rouge_score import rouge_scorer
 
 from synthloom.llm.scripted import ScriptedModel
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.quality.rouge import Novelty
 from synthloom.recipes import code_steps, self_instruct
 

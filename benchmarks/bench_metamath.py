@@ -20,7 +20,7 @@ from pathlib import Path
 from synthloom.llm.base import ChatRequest
 from synthloom.llm.cache import CachedModel, RequestCache
 from synthloom.llm.embedded import EmbeddedModel
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.pipeline.templates import PromptTemplate
 from synthloom.recipes.metamath import symbolic_seeds
 from synthloom.recipes.registry import load_recipe

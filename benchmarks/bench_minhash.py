@@ -20,7 +20,7 @@ import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 from synthloom.quality.minhash import MinHashSettings, connected_first, minhash_dedup
-from synthloom.quality.text import ngrams, words
+from synthloom.text import ngrams, words
 
 
 def make_corpus(n_base: int, rng: random.Random) -> tuple[list[str], list[tuple[int, int]]]:

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))  # tests.fakes
 
 # Imported only after the sys.path setup above, so that tests.fakes (under the repository root) resolves.
 from synthloom.pipeline.pipeline import Pipeline, Source  # noqa: E402
-from synthloom.pipeline.ray_executor import RayOptions, connect, run_pipeline_ray  # noqa: E402
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async  # noqa: E402
+from synthloom.run.ray_executor import RayOptions, connect, run_pipeline_ray  # noqa: E402
+from synthloom.run.runner import RunOptions, run_pipeline_async  # noqa: E402
 from synthloom.pipeline.step import build_step  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAIServer  # noqa: E402
 

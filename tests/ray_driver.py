@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from synthloom.pipeline.pipeline import pipeline_from_yaml
-from synthloom.pipeline.ray_executor import RayOptions, run_pipeline_ray
-from synthloom.pipeline.runner import RunOptions
+from synthloom.run.ray_executor import RayOptions, run_pipeline_ray
+from synthloom.run.runner import RunOptions
 
 
 def main(recipe: str, data: str, out: str, spec: str, address: str) -> None:

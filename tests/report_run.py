@@ -18,7 +18,7 @@ from synthloom.llm.scripted import ScriptedModel
 from synthloom.pipeline.builtins import ExactDedup, LengthFilter
 from synthloom.pipeline.model_step import ModelStep
 from synthloom.pipeline.pipeline import Pipeline, Source
-from synthloom.pipeline.runner import RunOptions, RunResult, run_pipeline_async
+from synthloom.run.runner import RunOptions, RunResult, run_pipeline_async
 from synthloom.pipeline.step import Rejected, Step, StepContext
 from synthloom.quality.steps import DecontaminateStep
 from synthloom.records import add_verdict

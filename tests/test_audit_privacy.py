@@ -136,7 +136,7 @@ async def test_canaries_planted_in_seeds_surface_through_a_copying_recipe(tmp_pa
     from synthloom.llm.embedded import EmbeddedModel
     from synthloom.pipeline.model_step import ModelStep
     from synthloom.pipeline.pipeline import Pipeline
-    from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+    from synthloom.run.runner import RunOptions, run_pipeline_async
     from synthloom.audit.steps import TrustAuditStep
 
     seeds, secrets = plant_canaries([{"text": t} for t in _records(4, 3)], "text", 2, seed=11)

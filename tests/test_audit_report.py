@@ -7,7 +7,7 @@ import typer
 from report_run import make_run
 from typer.testing import CliRunner
 
-from synthloom.audit.card import card_with_audit
+from synthloom.report.audit_section import card_with_audit
 from synthloom.audit.commands import AUDIT_FAILED_EXIT, register
 from synthloom.io import read_rows
 from synthloom.report.html import write_report
@@ -80,7 +80,7 @@ def test_a_recipe_that_redacts_pii_shows_the_counts_in_its_report(tmp_path):
 
     from synthloom.audit.steps import RedactPiiStep
     from synthloom.pipeline.pipeline import Pipeline, Source
-    from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+    from synthloom.run.runner import RunOptions, run_pipeline_async
 
     rows = [{"text": "mail ana@example.org or call +1 415 555 0132"}, {"text": "mail bo@example.net"}, {"text": "none"}]
     pipeline = Pipeline("scrub", [RedactPiiStep(name="scrub", columns=["text"])], source=Source(rows=rows))

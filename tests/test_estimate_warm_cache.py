@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from synthloom.llm.cache import RequestCache
-from synthloom.pipeline.estimate import estimate_run
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.estimate import estimate_run
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.recipes.registry import load_recipe
 from tests.fakes.openai_server import FakeOpenAIServer
 

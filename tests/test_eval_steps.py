@@ -9,7 +9,7 @@ from synthloom.eval.steps import JudgePairwise, JudgeRubric
 from synthloom.llm.cache import CachedModel, RequestCache
 from synthloom.llm.scripted import ScriptedModel
 from synthloom.pipeline.pipeline import Pipeline, Source
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 
 ROWS = [{"instruction": f"Task {i}", "output": f"model answer {i}", "baseline": f"baseline answer {i}"}
         for i in range(6)]

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from synthloom.llm.scripted import ScriptedModel
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.recipes import llava, pix2struct
 
 

@@ -14,7 +14,7 @@ from synthloom.llm.scripted import ScriptedModel
 from synthloom.pipeline.builtins import ExactDedup, FormatAs, LengthFilter, Limit, RegexFilter, Sample
 from synthloom.pipeline.model_step import ModelStep
 from synthloom.pipeline.pipeline import Branch, Pipeline, Source, pipeline_from_yaml
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.pipeline.step import Rejected, Step, build_step
 from synthloom.records import META, strip_volatile
 
@@ -340,7 +340,7 @@ def test_list_samples_keep_one_outcome_per_row_and_count_the_dropped_ones(tmp_pa
     from synthloom.llm.scripted import ScriptedModel
     from synthloom.pipeline.model_step import ModelStep
     from synthloom.pipeline.pipeline import Pipeline, Source
-    from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+    from synthloom.run.runner import RunOptions, run_pipeline_async
 
     def script(request):
         # topic a: one usable and one cut-off sample; topic b: both cut off

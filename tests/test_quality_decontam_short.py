@@ -5,7 +5,7 @@ import re
 
 from synthloom.quality.benchmarks_data import BenchmarkItem, load_champ
 from synthloom.quality.decontam import MIN_WHOLE_STATEMENT_TOKENS, NgramIndex, decontaminate
-from synthloom.quality.text import normalized_words
+from synthloom.text import normalized_words
 
 FILLER = "Here is some ordinary synthetic training text about cooking pasta and walking dogs."
 

@@ -6,7 +6,7 @@ import pytest
 
 from synthloom.llm.scripted import ScriptedModel
 from synthloom.pipeline.pipeline import Pipeline, Source
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.pipeline.step import STEP_TYPES, load_step_modules
 from synthloom.quality.meta_text import StripMetaText, meta_text, strip_meta_text
 from synthloom.quality.steps import QualityFiltersStep

@@ -2,7 +2,7 @@ import asyncio
 
 from synthloom.llm.scripted import ScriptedModel
 from synthloom.pipeline.pipeline import Pipeline, Source
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.pipeline.step import build_step
 from synthloom.quality import steps as _steps  # noqa: F401  (registers the quality step types)
 from synthloom.quality.benchmarks_data import load_humaneval

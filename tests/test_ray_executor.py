@@ -30,8 +30,8 @@ from conftest import ROOT, read_jsonl
 from synthloom.pipeline.builtins import ExactDedup
 from synthloom.pipeline.checkpoint import Checkpoints
 from synthloom.pipeline.pipeline import pipeline_from_yaml
-from synthloom.pipeline.ray_executor import RayOptions, run_pipeline_ray
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.ray_executor import RayOptions, run_pipeline_ray
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.pipeline.step import Rejected, StepContext
 from synthloom.quality.steps import MinHashDedupStep
 from synthloom.records import strip_volatile
@@ -151,7 +151,7 @@ def test_ray_executor_gives_the_local_executors_dataset(tmp_path: Path, ray_clus
 
 
 def test_distributed_dedup_decides_like_the_local_steps(ray_cluster):
-    from synthloom.pipeline.ray_global import distributed_outcomes
+    from synthloom.run.ray_global import distributed_outcomes
 
     base = ["the quick brown fox jumps over the lazy dog", "The quick brown fox jumps over the lazy dog!",
             "the quick brown fox jumped over the lazy dog", "an entirely different sentence about cats",

@@ -21,7 +21,7 @@ from synthloom.alignment.gamma import (
 from synthloom.errors import ConfigError
 from synthloom.llm.base import ChatResponse, Choice, TextScore, TokenLogprob, Usage
 from synthloom.llm.scripted import ScriptedModel
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.recipes import backtranslation as bt
 from synthloom.recipes.bt_steps import (
     ScoreCandidates,

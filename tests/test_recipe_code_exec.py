@@ -18,7 +18,7 @@ from synthloom.codegen.execution import (
 )
 from synthloom.codegen.instructions import load_seed_tasks
 from synthloom.llm.scripted import ScriptedModel
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.recipes import code_exec
 from synthloom.verify.code import SandboxPool, Snippet
 

@@ -19,7 +19,7 @@ from synthloom.alignment.soft_labels import (
 from synthloom.errors import BadInputError
 from synthloom.llm.base import ChatResponse, Choice, TokenLogprob, Usage
 from synthloom.llm.scripted import ScriptedModel
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.recipes import constitutional as cai
 from synthloom.recipes.cai_steps import clean_prompt, clean_reply
 

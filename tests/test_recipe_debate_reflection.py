@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from synthloom.llm.scripted import ScriptedModel
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.recipes import debate, reflection
 from synthloom.pipeline.checkpoint import Checkpoints
 from synthloom.report.rundata import step_dirs

@@ -9,7 +9,7 @@ import pytest
 from synthloom.codegen import evolution as evo
 from synthloom.errors import ConfigError
 from synthloom.llm.scripted import ScriptedModel
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.recipes import evol_instruct
 
 SEED = "Write a function that reverses a string."

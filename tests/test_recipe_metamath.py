@@ -11,7 +11,7 @@ import pytest
 from synthloom.llm.cache import CachedModel, RequestCache
 from synthloom.llm.scripted import ScriptedModel
 from synthloom.pipeline.checkpoint import Checkpoints
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.recipes.metamath_masking import backward_questions, declarative_statement, sv_split
 from synthloom.recipes.registry import load_recipe
 from synthloom.verify.math import verify_answer

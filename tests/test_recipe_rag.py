@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from synthloom.llm.scripted import ScriptedModel
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.recipes import rag
 from synthloom.llm.constrained import strict_label
 from synthloom.recipes.loop_steps import (

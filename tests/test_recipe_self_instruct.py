@@ -25,7 +25,7 @@ from synthloom.codegen.instructions import (
 from synthloom.errors import BadInputError
 from synthloom.llm.scripted import ScriptedModel
 from synthloom.quality.meta_text import strip_meta_text
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.recipes import self_instruct
 
 NEW = [

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from synthloom.pipeline.pipeline import Pipeline, Source
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.pipeline.step import build_step
 from tests.fakes.openai_server import free_port
 

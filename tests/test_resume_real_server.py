@@ -25,7 +25,7 @@ from conftest import read_jsonl
 from synthloom.llm.cache import CachedModel, RequestCache
 from synthloom.llm.openai_compat import OpenAIModel
 from synthloom.pipeline.pipeline import pipeline_from_yaml
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.records import strip_volatile
 from tests.fakes.openai_server import FakeOpenAIServer, fingerprint
 

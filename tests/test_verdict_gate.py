@@ -12,7 +12,7 @@ import pytest
 
 from synthloom.errors import ConfigError
 from synthloom.pipeline.pipeline import Pipeline, Source, pipeline_from_yaml
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.pipeline.step import Step, StepContext, register_step
 from synthloom.verdicts import Verdict, gate_reason
 

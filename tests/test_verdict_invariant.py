@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+from synthloom.run.runner import RunOptions, run_pipeline_async
 from synthloom.recipes.registry import BUILTIN_RECIPES, load_recipe
 from synthloom.verdicts import gate_reason, verdicts_of
 

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from synthloom.errors import BadInputError, SynthloomError
+from synthloom.options import parse_pairs
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Generate, verify, filter and evaluate synthetic data for language models.")
@@ -31,19 +32,6 @@ def print_error(message: str, label: str = "error:") -> None:
 def fail(message: str, code: int) -> None:
     print_error(message)
     raise typer.Exit(code)
-
-
-def parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        if not eq or not key:
-            raise BadInputError(f"{what} {pair!r} must look like KEY=VALUE")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 def split_list_options(recipe: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +105,7 @@ def run(
     fail_on_audit: bool = typer.Option(False, help="exit 4 when the audit fails (the dataset is still written)"),
 ) -> None:
     """Run a recipe and write the dataset, its card and stats into a run directory."""
-    from synthloom.pipeline.runner import RunOptions, run_pipeline_async
+    from synthloom.run.runner import RunOptions, run_pipeline_async
     from synthloom.progress import RunProgress
     from synthloom.recipes.registry import load_recipe
 
@@ -145,11 +133,11 @@ def run(
                       shards_in_flight=shards_in_flight, max_tokens_total=max_tokens_total, max_cost=max_cost,
                       report=report, shard=parse_shard(shard) if shard is not None else None)
     if dry_run:
-        from synthloom.pipeline.estimate import estimate_run
+        from synthloom.run.estimate import estimate_run
 
         _print_estimate(asyncio.run(estimate_run(pipeline, opts)))
         return
-    from synthloom.pipeline.runner import load_prices
+    from synthloom.run.runner import load_prices
 
     progress = RunProgress(["source"] + [s.name for s in pipeline.steps], err_console, prices=load_prices(opts))
 
@@ -172,7 +160,7 @@ def run(
         raise BadInputError(f"--executor must be local or ray, not {executor!r}")
     with progress:
         if executor == "ray":
-            from synthloom.pipeline.ray_executor import RayOptions, run_pipeline_ray
+            from synthloom.run.ray_executor import RayOptions, run_pipeline_ray
 
             result = asyncio.run(run_pipeline_ray(pipeline, opts, RayOptions(address=ray_address,
                                                                              model_workers=ray_workers),
@@ -265,7 +253,7 @@ def merge(
     dedup_column: str = typer.Option("text", help="the column --dedup compares"),
 ) -> None:
     """Merge the shards of a sharded run into one dataset (data, rejected rows, stats, card, report)."""
-    from synthloom.pipeline.merge import merge_runs
+    from synthloom.run.merge import merge_runs
 
     stats = merge_runs(runs, out, overwrite=overwrite, dedup=dedup, dedup_column=dedup_column)
     _print_funnel(stats)

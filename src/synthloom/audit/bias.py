@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from synthloom.audit.checks import Check, rounded
-from synthloom.quality.text import words
+from synthloom.text import words
 
 
 @dataclass(frozen=True)

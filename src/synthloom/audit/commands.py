@@ -108,7 +108,7 @@ def register(app: typer.Typer) -> None:
         Exit code 0 when no check failed, 4 when any did."""
         from synthloom.audit.embedcache import CachedEmbedder
         from synthloom.audit.runner import AUDIT_FILE, AuditLimits, add_part, run_audit, write_audit
-        from synthloom.cli import parse_pairs
+        from synthloom.options import parse_pairs
 
         data_path, run_dir = _dataset_path(file)
         limits = AuditLimits.from_pairs(parse_pairs(threshold, "--threshold"))

@@ -17,7 +17,7 @@ import numpy as np
 
 from synthloom.audit.checks import Check, rounded
 from synthloom.errors import BadInputError
-from synthloom.quality.text import normalize
+from synthloom.text import normalize
 
 
 def swap_table(category: str = "gender") -> dict[str, str]:

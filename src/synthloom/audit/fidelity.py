@@ -26,7 +26,7 @@ import numpy as np
 
 from synthloom.audit.checks import Check, rounded
 from synthloom.audit.knn import inside_any_ball, kth_neighbour_distances
-from synthloom.quality.text import words
+from synthloom.text import words
 
 
 @dataclass(frozen=True)

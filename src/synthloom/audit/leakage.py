@@ -19,7 +19,7 @@ import numpy as np
 
 from synthloom.audit.checks import Check, rounded
 from synthloom.audit.knn import kth_neighbour_distances, nearest
-from synthloom.quality.text import words
+from synthloom.text import words
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from synthloom.audit.fidelity import FidelityLimits
 from synthloom.audit.leakage import PrivacyLimits
 from synthloom.errors import BadInputError
 
-AUDIT_FILE = "audit.json"
+from synthloom.report.audit_section import AUDIT_FILE, load_audit  # noqa: F401  (the audit writes what the report reads)
 
 
 @dataclass
@@ -176,10 +176,4 @@ def write_audit(result: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def load_audit(run_dir: Path) -> dict[str, Any] | None:
-    """The run's audit.json, or None when the run was never audited (or the file is unreadable)."""
-    try:
-        data = json.loads((Path(run_dir) / AUDIT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+

@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS responses (
     created_at REAL NOT NULL,
     run_id TEXT,
     session TEXT,
-    cost_usd REAL
+    cost_usd REAL,
+    seconds REAL
 ) WITHOUT ROWID
 """
 _LEDGER_COLUMNS = {"run_id": "TEXT", "session": "TEXT", "cost_usd": "REAL",
@@ -66,7 +67,12 @@ class RequestCache:
             have = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
             for column, kind in _LEDGER_COLUMNS.items():
                 if column not in have:
-                    self._db.execute(f"ALTER TABLE responses ADD COLUMN {column} {kind}")
+                    try:
+                        self._db.execute(f"ALTER TABLE responses ADD COLUMN {column} {kind}")
+                    except sqlite3.OperationalError as e:
+                        # another process opening the same old cache added it first
+                        if "duplicate column" not in str(e):
+                            raise
         except sqlite3.DatabaseError as e:
             raise ConfigError(f"cannot open request cache {self.path}: {e} "
                               "(is it a synthloom cache file? delete it or choose another path)"

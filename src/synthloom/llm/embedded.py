@@ -136,7 +136,8 @@ class EmbeddedModel:
         processors = list(logits_processors)
         self.watermark = None
         if watermark_key_env:
-            from synthloom.watermark import GreenListProcessor, WatermarkScheme
+            from synthloom.llm.watermark_processor import GreenListProcessor
+            from synthloom.llm.watermark_scheme import WatermarkScheme
 
             self.watermark = WatermarkScheme.from_env(
                 str(watermark_key_env), n_vocab=self._file.n_vocab,

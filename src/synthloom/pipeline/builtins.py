@@ -124,7 +124,7 @@ class TemplateColumn(Step):
 
 
 def _normalise(text: str) -> str:
-    from synthloom.quality.text import normalize
+    from synthloom.text import normalize
 
     return normalize(text)
 

@@ -81,29 +81,24 @@ class StepContext:
 
 STEP_TYPES: dict[str, type["Step"]] = {}
 
-# Modules that register step types; imported on first use so YAML recipes can name any of them.
-STEP_MODULES = (
-    "synthloom.pipeline.builtins",
-    "synthloom.pipeline.model_step",
-    "synthloom.pipeline.pipeline",
-    "synthloom.quality.steps",
-    "synthloom.quality.meta_text",
-    "synthloom.recipes.math_steps",
-    "synthloom.eval.steps",
-    "synthloom.recipes.multimodal_steps",
-    "synthloom.recipes.code_steps",
-    "synthloom.recipes.cai_steps",
-    "synthloom.recipes.bt_steps",
-    "synthloom.recipes.loop_steps",
-    "synthloom.audit.steps",
-)
+# Packages declare the modules that register their step types as `synthloom.steps` entry points
+# (pyproject.toml), so the core names no module above it and a plugin package adds its own.
+STEP_ENTRY_POINTS = "synthloom.steps"
 
 
-def load_step_modules() -> None:
+def load_step_modules() -> list[str]:
+    """Import every module registering step types; returns those that could not be imported (an
+    optional dependency missing), each with the name of what was missing."""
     import importlib
+    from importlib.metadata import entry_points
 
-    for module in STEP_MODULES:
-        importlib.import_module(module)
+    missing = []
+    for entry in entry_points(group=STEP_ENTRY_POINTS):
+        try:
+            importlib.import_module(entry.value)
+        except ImportError as e:
+            missing.append(f"{entry.value} (needs {e.name or e})")
+    return missing
 
 
 def register_step(type_name: str):
@@ -169,12 +164,14 @@ def build_step(spec: dict[str, Any]) -> Step:
         raise ConfigError(f"each step needs a 'type' key, got {spec!r}")
     spec = dict(spec)
     type_name = spec.pop("type")
+    missing: list[str] = []
     if type_name not in STEP_TYPES:
-        load_step_modules()
+        missing = load_step_modules()
     cls = STEP_TYPES.get(type_name)
     if cls is None:
         known = ", ".join(sorted(STEP_TYPES))
-        raise ConfigError(f"unknown step type {type_name!r}; known step types: {known}")
+        unavailable = f" (not loaded: {'; '.join(missing)})" if missing else ""
+        raise ConfigError(f"unknown step type {type_name!r}; known step types: {known}{unavailable}")
     spec.setdefault("name", type_name)
     try:
         return cls(**spec)

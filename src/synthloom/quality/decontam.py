@@ -29,7 +29,7 @@ from synthloom.llm.base import ChatRequest, Model, chat_settled
 from synthloom.llm.constrained import choice_request, strict_label
 from synthloom.quality.benchmarks_data import BenchmarkItem
 from synthloom.quality.embeddings import Embedder, top_k_cosine
-from synthloom.quality.text import (
+from synthloom.text import (
     _ASCII_TOKEN,
     _UNICODE_TOKEN,
     TokenHasher,

@@ -28,7 +28,7 @@ from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
 from synthloom.errors import BadInputError
 from synthloom.quality.embeddings import Embedder
-from synthloom.quality.text import ngrams, words
+from synthloom.text import ngrams, words
 
 
 def distinct_n(texts: Sequence[str], n: int, denominator: str = "tokens") -> float:

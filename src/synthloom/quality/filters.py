@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import regex
 
-from synthloom.quality.text import ngrams, words
+from synthloom.text import ngrams, words
 
 
 class FilterResult(NamedTuple):

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from synthloom.errors import BadInputError
-from synthloom.quality.text import (
+from synthloom.text import (
     _BASE,
     _BASE_INV,
     TokenHasher,

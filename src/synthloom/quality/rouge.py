@@ -27,7 +27,7 @@ from synthloom.quality.lcs import (
     lcs_lengths_vs_many,
     match_masks,
 )
-from synthloom.quality.text import rouge_words
+from synthloom.text import rouge_words
 
 Tokenizer = Callable[[str], list[str]]
 

@@ -83,7 +83,7 @@ def verification_lines(stats: dict[str, Any]) -> list[str]:
 
 
 def write_card(run_dir: Path, pipeline: Any, stats: dict[str, Any]) -> Path:
-    from synthloom.audit.card import card_with_audit
+    from synthloom.report.audit_section import card_with_audit
 
     path = Path(run_dir) / "README.md"
     write_text_atomic(path, card_with_audit(render_card(pipeline, stats), Path(run_dir)))

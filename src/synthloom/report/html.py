@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 
-from synthloom.audit.card import report_context
+from synthloom.report.audit_section import report_context
 from synthloom.io import write_text_atomic
 from synthloom.records import META, Row, meta_of
 from synthloom.report import charts, metrics

@@ -8,9 +8,10 @@
 See docs/watermark.md for the scheme and measured detection rates.
 """
 
+# the engine applies the green list while it generates (llm/watermark_*.py); this package detects it
+from synthloom.llm.watermark_processor import GreenListProcessor
+from synthloom.llm.watermark_scheme import WatermarkScheme, key_from_env, key_id
 from synthloom.watermark.detector import Detection, Detector, z_threshold
-from synthloom.watermark.processor import GreenListProcessor
-from synthloom.watermark.scheme import WatermarkScheme, key_from_env, key_id
 
 __all__ = [
     "Detection", "Detector", "GreenListProcessor", "WatermarkScheme", "key_from_env", "key_id", "z_threshold",

@@ -21,7 +21,7 @@ from synthloom.watermark.detector import (
     Tokenize,
     gguf_tokenizer,
 )
-from synthloom.watermark.scheme import (
+from synthloom.llm.watermark_scheme import (
     DEFAULT_CONTEXT,
     DEFAULT_GAMMA,
     WatermarkScheme,

@@ -18,7 +18,7 @@ from statistics import NormalDist
 from typing import Any
 
 from synthloom.errors import ConfigError
-from synthloom.watermark.scheme import WatermarkScheme
+from synthloom.llm.watermark_scheme import WatermarkScheme
 
 Tokenize = Callable[[str], Sequence[int]]
 

@@ -33,8 +33,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 from synthloom.pipeline.local import ExecutionResult, ExecutorConfig, LocalExecutor
 from synthloom.pipeline.pipeline import Pipeline
-from synthloom.pipeline.ray_global import distributed_outcomes, has_distributed_version
-from synthloom.pipeline.ray_workers import (
+from synthloom.run.ray_global import distributed_outcomes, has_distributed_version
+from synthloom.run.ray_workers import (
     CacheConfig,
     ModelWorker,
     RunInfo,
@@ -219,7 +219,7 @@ async def run_pipeline_ray(pipeline: Pipeline, opts: Any = None, ray_options: Ra
                            on_event: Callable[[str, dict[str, Any]], None] | None = None,
                            executor_hook: Callable[[LocalExecutor], None] | None = None) -> Any:
     """Like `run_pipeline_async`, on Ray: same run directory, outputs, stats and resume."""
-    from synthloom.pipeline.runner import (
+    from synthloom.run.runner import (
         RunOptions,
         budget_check,
         finish_run,

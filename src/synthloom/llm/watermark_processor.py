@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from synthloom.watermark.scheme import WatermarkScheme
+from synthloom.llm.watermark_scheme import WatermarkScheme
 
 # Masks are ~49 KB for a 49k vocabulary; 512 of them (~25 MB) cover the frequent contexts of
 # natural text (Zipfian previous tokens), so most steps cost one dictionary lookup.

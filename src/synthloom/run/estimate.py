@@ -22,7 +22,7 @@ from typing import Any
 
 from synthloom.errors import BadInputError
 from synthloom.pipeline.pipeline import Pipeline, Source
-from synthloom.pipeline.runner import RunOptions, build_models, load_prices, run_pipeline_async
+from synthloom.run.runner import RunOptions, build_models, load_prices, run_pipeline_async
 
 
 async def estimate_run(pipeline: Pipeline, opts: RunOptions, sample_rows: int = 3) -> dict[str, Any]:

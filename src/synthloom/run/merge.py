@@ -202,7 +202,7 @@ def merge_runs(run_dirs: list[Path], out: Path, overwrite: bool = False,
 def _write_card_and_report(out: Path, recipe_yaml: Path, stats: dict[str, Any]) -> None:
     import yaml
 
-    from synthloom.pipeline.runner import write_report_safely
+    from synthloom.run.runner import write_report_safely
     from synthloom.report.card import write_card
 
     config = yaml.safe_load(recipe_yaml.read_text()) if recipe_yaml.is_file() else {}

@@ -22,7 +22,7 @@ import numpy as np
 import ray
 
 from synthloom.pipeline.builtins import ExactDedup
-from synthloom.pipeline.ray_workers import await_ref
+from synthloom.run.ray_workers import await_ref
 from synthloom.pipeline.step import Rejected, Step
 from synthloom.quality.minhash import (
     MinHasher,
@@ -32,7 +32,7 @@ from synthloom.quality.minhash import (
     connected_first,
 )
 from synthloom.quality.steps import MinHashDedupStep, _row_id, _texts
-from synthloom.quality.text import token_hashes_many
+from synthloom.text import token_hashes_many
 from synthloom.records import META, Row
 
 EXACT_BAND = -1  # the pseudo-band holding whole-text hashes (exact duplicates, empty texts)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from synthloom.quality.text import (
+from synthloom.text import (
     TokenHasher,
     hash_strings,
     ngram_hashes,
