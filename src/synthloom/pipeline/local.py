@@ -172,6 +172,9 @@ class LocalExecutor:
         finally:
             for t in tasks:
                 t.cancel()
+            # collect every shard's outcome: when several shards fail at once (a wrong endpoint), the
+            # first error is raised and the others must not surface later as "never retrieved"
+            await asyncio.gather(*tasks, return_exceptions=True)
         return results
 
     async def _wait_with_grace(self, tasks: list[asyncio.Task]) -> None:

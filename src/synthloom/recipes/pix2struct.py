@@ -94,8 +94,10 @@ def build(options: Options) -> Pipeline:
 
         source = Source(generator=specs, description=f"{options.num_pages} synthesised page specs")
         if options.model_text:
+            # filler prose for the page: the target is parsed from what renders, so a cut-off paragraph
+            # is still a correct (page, target) pair
             steps.append(ModelStep(name="write_text", prompt="pix2struct_text.j2", output="page_text",
-                                   temperature=0.8, max_tokens=options.max_tokens))
+                                   temperature=0.8, max_tokens=options.max_tokens, allow_truncated=True))
         steps.append(BuildPage(name="build_page", text_column="page_text" if options.model_text else None))
     steps.append(RenderPages(name="render", viewports=parse_viewports(options.viewports), budget=options.budget,
                              pool_size=options.pool_size))
