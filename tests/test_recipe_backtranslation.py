@@ -29,6 +29,7 @@ from synthloom.recipes.bt_steps import (
     selected_set_report,
     text_logprob,
 )
+from tests.embedded_server import serve_embedded
 
 # -- Gamma maths -----------------------------------------------------------------------------------
 
@@ -356,38 +357,8 @@ async def test_back_translation_end_to_end_on_the_embedded_model(tmp_path, embed
 @pytest.fixture(scope="module")
 def served():
     """`synthloom serve` on the embedded model, in a subprocess; yields its /v1 URL."""
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    import httpx
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "synthloom.cli", "serve", "--model",
-                             "embedded?n_slots=4&n_ctx=4096&n_threads=1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise RuntimeError(f"synthloom serve exited: {proc.stderr.read()[-500:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError("synthloom serve did not answer /health within 2 minutes")
-        yield f"{url}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with serve_embedded("embedded?n_slots=4&n_ctx=4096&n_threads=1") as base:
+        yield f"{base}/v1"
 
 
 @pytest.mark.slow

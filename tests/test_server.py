@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import jsonschema
@@ -14,46 +12,15 @@ import pytest
 
 from synthloom.llm.base import ChatRequest, ChatResponse, Choice, ModelError, TextDelta, Usage
 from synthloom.llm.server import create_app
+from tests.embedded_server import serve_embedded
 
 MSG = [{"role": "user", "content": "Describe a cat in one sentence."}]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "synthloom.llm.server", "--model", "embedded?n_slots=4&n_ctx=4096", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early: {proc.stderr.read()}")
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("server did not start within 90 s")
-        time.sleep(0.2)
-    with httpx.Client(base_url=base, timeout=120) as client:
+    with serve_embedded("embedded?n_slots=4&n_ctx=4096") as base, httpx.Client(base_url=base, timeout=120) as client:
         yield client
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def chat(client: httpx.Client, **body) -> httpx.Response:
