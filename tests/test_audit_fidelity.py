@@ -20,7 +20,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def sets(tmp_path_factory):
-    emb = CachedEmbedder(path=tmp_path_factory.mktemp("cache") / "e.sqlite")
+    emb = CachedEmbedder(path=tmp_path_factory.mktemp("cache") / "e.sqlite", precision="fp32")  # the reference
     real = domain("cooking", N, 0)
     texts = {"real": real, "shuffle": shuffled(real, 1), "fresh": domain("cooking", N, 2),
              "template": [real[0]] * N, "other": domain("finance", N, 3)}
@@ -92,7 +92,7 @@ def test_embedding_cache_serves_repeats_by_content_hash(sets, tmp_path):
     again = emb.encode(texts["real"][:50] + ["a sentence never embedded before"])
     assert emb.misses == before + 1
     np.testing.assert_allclose(again[:50], vecs["real"][:50], atol=1e-6)
-    reopened = CachedEmbedder(inner=emb.inner, path=emb.path)
+    reopened = CachedEmbedder(inner=emb.inner, path=emb.path, precision="fp32")
     reopened.encode(texts["other"][:20])
     assert reopened.misses == 0 and reopened.hits == 20
 

@@ -56,7 +56,7 @@ def _key(model: str, text: str) -> str:
 class CachedEmbedder:
     """Wraps an `Embedder`; `encode` looks texts up by hash first and embeds only the misses."""
 
-    def __init__(self, inner: Embedder | None = None, path: str | Path | None = None, precision: str = "fp32") -> None:
+    def __init__(self, inner: Embedder | None = None, path: str | Path | None = None, precision: str = "int8") -> None:
         if precision not in ("fp32", "int8"):
             raise ConfigError(f"embedding precision must be fp32 or int8, not {precision!r}")
         self._inner = inner
