@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from synthloom.llm.cache import CachedModel, RequestCache
 from synthloom.llm.scripted import ScriptedModel
@@ -30,7 +30,6 @@ LEAKY_TOPIC = "topic 5"
 class ParityCheck(Step):
     """Verifier stand-in: passes rows whose output length is not a multiple of 3."""
 
-    kind: ClassVar[str] = "filter"
 
     def input_columns(self) -> set[str]:
         return {"output"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -23,7 +23,6 @@ ROWS = [{"x": i} for i in range(6)]
 class LeakyChecker(Step):
     """A checker that records verdicts but (wrongly) never rejects: the gate must stop its failures."""
 
-    kind: ClassVar[str] = "map"
 
     def process(self, rows: list[dict], ctx: StepContext) -> list[Any]:
         out = []

@@ -40,7 +40,6 @@ def redact_rows(rows: list[Row], columns: list[str], redactor: Any, found_column
 
 @register_step("redact_pii")
 class RedactPiiStep(Step):
-    kind: ClassVar[str] = "map"
     columns: list[str]
     entities: list[str] = []
     found_column: str = "pii_found"
@@ -63,7 +62,7 @@ class AuditFailed(SynthloomError):
 
 @register_step("trust_audit")
 class TrustAuditStep(Step):
-    kind: ClassVar[str] = "global"
+    is_global: ClassVar[bool] = True
     column: str
     reference: str | None = None
     reference_column: str | None = None

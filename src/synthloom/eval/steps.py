@@ -9,7 +9,7 @@ Unparseable judgments become Rejected rows with a reason (kept in rejected/, cou
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import PrivateAttr
 
@@ -44,7 +44,6 @@ def _record(ctx: StepContext, identity: str, usage: Usage, cached: bool = False)
 class JudgePairwise(PerRowModelStep):
     """Compare `output` (the model) with `baseline` per `instruction`; order randomised and recorded."""
 
-    kind: ClassVar[str] = "map"
     model: str = "judge"
     instruction: str = "instruction"
     output: str = "output"
@@ -79,7 +78,6 @@ class JudgePairwise(PerRowModelStep):
 class JudgeRubric(PerRowModelStep):
     """Grade `output` for `instruction` from 1 to 10 into `score`."""
 
-    kind: ClassVar[str] = "map"
     model: str = "judge"
     instruction: str = "instruction"
     output: str = "output"
@@ -109,7 +107,6 @@ class JudgeRubric(PerRowModelStep):
 class SafeFactuality(Step):
     """SAFE-rate `response` to `prompt` against a local corpus (JSONL/text path; bundled if unset)."""
 
-    kind: ClassVar[str] = "map"
     model: str = "judge"
     prompt: str = "prompt"
     response: str = "response"

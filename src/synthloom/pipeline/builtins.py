@@ -19,7 +19,6 @@ from synthloom.records import META, Row
 class LengthFilter(Step):
     """Keep rows whose `column` has between `min` and `max` characters (or words)."""
 
-    kind: ClassVar[str] = "filter"
     column: str
     min: int = 0
     max: int | None = None
@@ -46,15 +45,13 @@ class LengthFilter(Step):
 class RegexFilter(Step):
     """Drop (or keep only) rows whose `column` matches `pattern`."""
 
-    kind: ClassVar[str] = "filter"
     column: str
     pattern: str
     action: Literal["drop", "keep"] = "drop"
     reason: str = "regex"
     _re: re.Pattern | None = PrivateAttr(default=None)
 
-    def __init__(self, **data: Any):
-        super().__init__(**data)
+    def model_post_init(self, context: Any) -> None:
         try:
             self._re = re.compile(self.pattern, re.IGNORECASE | re.DOTALL)
         except re.error as e:
@@ -109,8 +106,7 @@ class TemplateColumn(Step):
     template: str
     _tpl: PromptTemplate | None = PrivateAttr(default=None)
 
-    def __init__(self, **data: Any):
-        super().__init__(**data)
+    def model_post_init(self, context: Any) -> None:
         self._tpl = PromptTemplate(self.template)
 
     def input_columns(self) -> set[str]:
@@ -133,7 +129,7 @@ def _normalise(text: str) -> str:
 class ExactDedup(Step):
     """Keep the first row of each group with the same normalised `columns` content."""
 
-    kind: ClassVar[str] = "global"
+    is_global: ClassVar[bool] = True
     columns: list[str]
 
     def input_columns(self) -> set[str]:
@@ -161,7 +157,7 @@ class ExactDedup(Step):
 class Limit(Step):
     """Keep the first `n` rows (in input order)."""
 
-    kind: ClassVar[str] = "global"
+    is_global: ClassVar[bool] = True
     n: int
 
     def process(self, rows: list[Row], ctx: StepContext) -> list[Any]:
@@ -172,7 +168,7 @@ class Limit(Step):
 class Sample(Step):
     """Keep a seeded random sample of `n` rows, in their original order."""
 
-    kind: ClassVar[str] = "global"
+    is_global: ClassVar[bool] = True
     n: int
 
     def process(self, rows: list[Row], ctx: StepContext) -> list[Any]:

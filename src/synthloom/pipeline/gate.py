@@ -8,9 +8,9 @@ reason (`check_failed:<name>`, `check_unknown:<name>`, `check_missing:<name>`); 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-from synthloom.pipeline.step import Rejected, Step, StepContext, StepKind, register_step
+from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
 from synthloom.records import Row
 from synthloom.verdicts import gate_reason
 
@@ -21,7 +21,6 @@ GATE_NAME = "verdict_gate"
 class VerdictGate(Step):
     """Keeps a row only when its required checks are all True and no other check is False."""
 
-    kind: ClassVar[StepKind] = "filter"
     required: list[str] = []
     advisory: list[str] = []
 

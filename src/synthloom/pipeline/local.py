@@ -125,7 +125,7 @@ class LocalExecutor:
         usage = PartUsage(self.live)
         ctx = self._ctx(step, index, usage)
         t0 = time.perf_counter()
-        if step.cpu_heavy and step.kind != "global":
+        if step.cpu_heavy and not step.is_global:
             loop = asyncio.get_running_loop()
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(max_workers=os.cpu_count() or 1)
@@ -234,7 +234,7 @@ class LocalExecutor:
         current: list[list[Row] | None] = list(shards)
         try:
             for index, step in indexed + [(-1, None)]:  # type: ignore[list-item]
-                if step is not None and step.kind != "global":
+                if step is not None and not step.is_global:
                     segment.append((index, step))
                     continue
                 if segment:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
-from pydantic import PrivateAttr
+from pydantic import PrivateAttr, model_validator
 
 from synthloom.errors import ConfigError
 from synthloom.llm.base import ChatRequest, ChatResponse
@@ -29,7 +29,6 @@ class ModelStep(PerRowModelStep):
     With n > 1, `samples: expand` makes one row per completion, `samples: list` one list column.
     """
 
-    kind: ClassVar[str] = "expand"
 
     prompt: str
     system: str | None = None
@@ -55,10 +54,16 @@ class ModelStep(PerRowModelStep):
     _system: PromptTemplate | None = PrivateAttr(default=None)
     _regex: re.Pattern | None = PrivateAttr(default=None)
 
-    def __init__(self, **data: Any):
-        if "schema" in data:
-            data["schema_"] = data.pop("schema")
-        super().__init__(**data)
+    @model_validator(mode="before")
+    @classmethod
+    def _schema_key(cls, data: Any) -> Any:
+        # YAML says `schema:`; the field cannot be called that (pydantic's BaseModel.schema)
+        if isinstance(data, dict) and "schema" in data:
+            data = {**data, "schema_": data["schema"]}
+            del data["schema"]
+        return data
+
+    def model_post_init(self, context: Any) -> None:
         dirs = tuple(self.template_dirs)
         self._prompt = PromptTemplate(self.prompt, dirs)
         self._system = PromptTemplate(self.system, dirs) if self.system else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable
 
 import yaml
 
@@ -56,17 +56,15 @@ class Branch(Step):
     Each output row gets `branch_column` = the branch's name, so funnels can be split per stream.
     """
 
-    kind: ClassVar[str] = "expand"
     branches: dict[str, list[Any]]
     branch_column: str = "branch"
 
-    def __init__(self, **data: Any):
-        super().__init__(**data)
+    def model_post_init(self, context: Any) -> None:
         built: dict[str, list[Step]] = {}
         for bname, steps in self.branches.items():
             built[bname] = [s if isinstance(s, Step) else build_step(s) for s in steps]
             for s in built[bname]:
-                if s.kind == "global":
+                if s.is_global:
                     raise ConfigError(f"branch {self.name}/{bname}: global step {s.name!r} cannot run "
                                       "inside a branch; put it after the branch")
         self.branches = built

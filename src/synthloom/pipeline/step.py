@@ -3,12 +3,12 @@
 A step is a pydantic model (so recipes in YAML and in Python build the same object, and its
 configuration is saved with the run) with:
 
-* `kind`: "map" (1 -> 1), "expand" (1 -> n), "filter" (1 -> 0/1 with a reason) or "global"
-  (sees every row at once: dedup, the online Self-Instruct pool, sampling).
+* `is_global`: False (the default) for a step that handles each row on its own — it returns one
+  outcome per input row: a row, a `Rejected` (filtering), or a list of rows and `Rejected`s
+  (expanding); True for a step that sees every row at once (a barrier: dedup, the online
+  Self-Instruct pool, sampling), which returns any list of outcomes.
 * `inputs` / `outputs`: declared columns, checked before anything runs.
-* `process(rows, ctx)`: sync or async; returns one *outcome* per input row for map/expand/filter
-  steps, or any list of outcomes for global steps. An outcome is a row (dict), a `Rejected`, or
-  (expand) a list of rows and `Rejected`s.
+* `process(rows, ctx)`: sync or async; returns the outcomes.
 
 Rows a step makes from a parent should be built with `ctx.derive(parent, updates)` so that
 provenance (`_meta`) follows them.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -30,7 +30,6 @@ from synthloom.records import Row, derive_row, derive_seed, meta_of
 if TYPE_CHECKING:
     from synthloom.llm.usage import UsageTracker
 
-StepKind = Literal["map", "expand", "filter", "global"]
 
 
 @dataclass(slots=True)
@@ -116,7 +115,7 @@ class Step(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     type_name: ClassVar[str] = ""
-    kind: ClassVar[StepKind] = "map"
+    is_global: ClassVar[bool] = False  # sees every row at once (see the module docstring)
     cpu_heavy: ClassVar[bool] = False  # run in a process pool when True
 
     name: str
@@ -183,13 +182,14 @@ def build_step(spec: dict[str, Any]) -> Step:
 
 async def apply_step(step: Step, rows: list[Row], ctx: StepContext) -> tuple[list[Row], list[Rejected]]:
     """Run a step on rows and split its outcomes into kept rows and rejections."""
-    outcomes = await step.run(rows, ctx) if rows or step.kind == "global" else []
+    outcomes = await step.run(rows, ctx) if rows or step.is_global else []
     return split_outcomes(step, rows, outcomes)
 
 
 def split_outcomes(step: Step, rows: list[Row], outcomes: list[Any]) -> tuple[list[Row], list[Rejected]]:
-    """Check a step's outcomes against its kind and flatten them into kept rows and rejections."""
-    if step.kind != "global" and len(outcomes) != len(rows):
+    """Check a step's outcomes (one per row unless it is global) and flatten them into kept rows and
+    rejections."""
+    if not step.is_global and len(outcomes) != len(rows):
         raise RuntimeError(
             f"step {step.name!r} returned {len(outcomes)} outcomes for {len(rows)} rows; "
             "non-global steps must return exactly one outcome per input row"

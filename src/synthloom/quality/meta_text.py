@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
 from synthloom.quality.filters import PASS, FilterResult
@@ -172,7 +172,6 @@ class StripMetaText(Step):
     """Rewrite `column` without preambles, labels, wrapping quotes and sign-offs; reject rows whose
     text is only meta-text (reason `only_meta_text`). What was removed goes to `_meta.meta_text`."""
 
-    kind: ClassVar[str] = "map"
     column: str
 
     def input_columns(self) -> set[str]:

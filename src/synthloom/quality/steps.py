@@ -41,7 +41,7 @@ def _row_id(row: Row, index: int) -> str:
 
 @register_step("dedup_minhash")
 class MinHashDedupStep(Step):
-    kind: ClassVar[str] = "global"
+    is_global: ClassVar[bool] = True
     cpu_heavy: ClassVar[bool] = True
     column: str
     threshold: float = 0.7
@@ -76,7 +76,7 @@ class MinHashDedupStep(Step):
 
 @register_step("dedup_semantic")
 class SemanticDedupStep(Step):
-    kind: ClassVar[str] = "global"
+    is_global: ClassVar[bool] = True
     column: str
     threshold: float = DEFAULT_COSINE_THRESHOLD
 
@@ -101,7 +101,7 @@ class SemanticDedupStep(Step):
 
 @register_step("rouge_novelty")
 class RougeNoveltyStep(Step):
-    kind: ClassVar[str] = "global"
+    is_global: ClassVar[bool] = True
     cpu_heavy: ClassVar[bool] = True
     column: str
     threshold: float = 0.7
@@ -129,7 +129,7 @@ class RougeNoveltyStep(Step):
 
 @register_step("decontaminate")
 class DecontaminateStep(Step):
-    kind: ClassVar[str] = "global"
+    is_global: ClassVar[bool] = True
     columns: list[str]
     benchmarks: list[str] = ["humaneval", "champ"]
     ngram: int = DEFAULT_NGRAM
@@ -183,7 +183,6 @@ _FILTERS: dict[str, Any] = {
 class QualityFiltersStep(Step):
     """Apply named heuristic filters in order; `params` maps a filter name to its keyword options."""
 
-    kind: ClassVar[str] = "filter"
     column: str
     filters: list[str] = ["length_bounds", "repetition", "refusal", "leaked_template", "language"]
     params: dict[str, dict[str, Any]] = {}
@@ -216,7 +215,6 @@ class PerplexityFilterStep(Step):
     too predictable (boilerplate, loops). Thresholds depend on the scoring model: look at the
     written column (or `synthloom inspect`) on a sample before setting them."""
 
-    kind: ClassVar[str] = "map"
     column: str
     model: str = "scorer"  # model role; must be able to score text (the embedded backend can)
     max_perplexity: float | None = None

@@ -41,7 +41,7 @@ from synthloom.errors import ConfigError
 from synthloom.io import write_text_atomic
 from synthloom.llm.base import InvalidRequestError, ModelError, TokenLogprob
 from synthloom.llm.openai_compat import EndpointError
-from synthloom.pipeline.step import Rejected, Step, StepContext, StepKind, register_step
+from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
 from synthloom.pipeline.templates import PromptTemplate
 from synthloom.quality.diversity import self_bleu
 from synthloom.records import Row
@@ -158,8 +158,7 @@ class BackTranslateCandidates(_LanguageStep):
 
     _prompt: PromptTemplate | None = PrivateAttr(default=None)
 
-    def __init__(self, **data: Any):
-        super().__init__(**data)
+    def model_post_init(self, context: Any) -> None:
         if self.k < 1:
             raise ConfigError(f"step {self.name!r}: k must be >= 1")
         self._prompt = PromptTemplate(self.template)
@@ -236,8 +235,7 @@ class ScoreCandidates(_LanguageStep):
     _forward: PromptTemplate | None = PrivateAttr(default=None)
     _warned: bool = PrivateAttr(default=False)
 
-    def __init__(self, **data: Any):
-        super().__init__(**data)
+    def model_post_init(self, context: Any) -> None:
         if not 0.0 <= self.weight <= 1.0:
             raise ConfigError(f"step {self.name!r}: gamma weight must be in [0, 1], got {self.weight}")
         if not (0.0 <= self.min_round_trip <= 1.0 and 0.0 < self.max_source_similarity <= 1.0):
@@ -441,7 +439,7 @@ class BTReport(Step):
 
     Rows pass through unchanged. Self-BLEU: higher = less diverse (see quality.diversity)."""
 
-    kind: ClassVar[StepKind] = "global"
+    is_global: ClassVar[bool] = True
     column: str = "target"
     reference: str = "reference"
 

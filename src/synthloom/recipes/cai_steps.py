@@ -31,7 +31,7 @@ from synthloom.alignment.soft_labels import (
 from synthloom.pipeline.calls import CallLog, ask, choice_request, read_choice, user_request
 from synthloom.errors import BadInputError
 from synthloom.llm.base import InvalidRequestError
-from synthloom.pipeline.step import Rejected, Step, StepContext, StepKind, register_step
+from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
 from synthloom.pipeline.templates import PromptTemplate
 from synthloom.quality.meta_text import strip_meta_text
 from synthloom.records import META, Row, source_meta
@@ -108,7 +108,6 @@ class RedTeamPrompts(Step):
     Every output row gets `kind` = "redteam" (unless the input says otherwise).
     """
 
-    kind: ClassVar[StepKind] = "expand"
     per_topic: int = 2
     template: str = "cai_redteam_generate.j2"
     model: str = "generator"
@@ -118,8 +117,7 @@ class RedTeamPrompts(Step):
 
     _prompt: PromptTemplate | None = PrivateAttr(default=None)
 
-    def __init__(self, **data: Any):
-        super().__init__(**data)
+    def model_post_init(self, context: Any) -> None:
         self._prompt = PromptTemplate(self.template)
 
     def output_columns(self, available: set[str]) -> set[str]:
@@ -167,7 +165,7 @@ class MixHelpful(Step):
     rows are new source rows (bundled or user-written prompts, not synthetic).
     """
 
-    kind: ClassVar[StepKind] = "global"
+    is_global: ClassVar[bool] = True
     ratio: float = 0.5
     file: str | None = None  # one prompt per line; None = bundled helpful_prompts.txt
 
@@ -213,8 +211,7 @@ class CritiqueRevise(_ConstitutionStep):
     _critique: PromptTemplate | None = PrivateAttr(default=None)
     _revision: PromptTemplate | None = PrivateAttr(default=None)
 
-    def __init__(self, **data: Any):
-        super().__init__(**data)
+    def model_post_init(self, context: Any) -> None:
         self._critique = PromptTemplate(self.critique_template)
         self._revision = PromptTemplate(self.revision_template)
 
@@ -295,8 +292,7 @@ class ComparePair(_ConstitutionStep):
 
     _prompt: PromptTemplate | None = PrivateAttr(default=None)
 
-    def __init__(self, **data: Any):
-        super().__init__(**data)
+    def model_post_init(self, context: Any) -> None:
         self._prompt = PromptTemplate("cai_compare_cot.j2" if self.cot else "cai_compare.j2")
         if self.votes < 1 or self.principles_per_comparison < 1:
             raise BadInputError(f"step {self.name!r}: votes and principles_per_comparison must be >= 1")

@@ -46,7 +46,7 @@ from synthloom.errors import ConfigError
 from synthloom.llm.base import InvalidRequestError
 from synthloom.pipeline import calls
 from synthloom.pipeline.calls import CallLog, user_request
-from synthloom.pipeline.step import Rejected, Step, StepContext, StepKind, register_step
+from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
 from synthloom.pipeline.templates import PromptTemplate
 from synthloom.quality.rouge import NoveltyPool
 from synthloom.records import (
@@ -111,7 +111,7 @@ class SelfInstructGenerate(Step):
     (and the machine examples of later prompts) immediately.
     """
 
-    kind: ClassVar[StepKind] = "global"
+    is_global: ClassVar[bool] = True
     variant: Literal["self_instruct", "code_alpaca"] = "self_instruct"
     target: int = 20
     prompts_per_round: int = 5
@@ -130,8 +130,7 @@ class SelfInstructGenerate(Step):
 
     _template: PromptTemplate | None = PrivateAttr(default=None)
 
-    def __init__(self, **data: Any):
-        super().__init__(**data)
+    def model_post_init(self, context: Any) -> None:
         if self.target < 1 or self.prompts_per_round < 1 or self.max_rounds < 1:
             raise ConfigError(f"step {self.name!r}: target, prompts_per_round and max_rounds must be >= 1")
         self._template = PromptTemplate("code_alpaca_generate.j2" if self.alpaca else "self_instruct_generate.j2")
@@ -265,7 +264,6 @@ class ClassifyTask(Step):
     decision is recorded in `classification_source` ("model" or "keywords").
     """
 
-    kind: ClassVar[StepKind] = "map"
     column: str = "classification_answer"
 
     def input_columns(self) -> set[str]:
@@ -291,7 +289,6 @@ class ClassifyTask(Step):
 class SelfInstructInstances(Step):
     """Generate up to `max_instances` (input, output) instances per task: output-first for classification."""
 
-    kind: ClassVar[StepKind] = "expand"
     max_instances: int = 5
     temperature: float = 0.0
     top_p: float = 1.0
@@ -300,8 +297,7 @@ class SelfInstructInstances(Step):
 
     _template: PromptTemplate | None = PrivateAttr(default=None)
 
-    def __init__(self, **data: Any):
-        super().__init__(**data)
+    def model_post_init(self, context: Any) -> None:
         self._template = PromptTemplate("self_instruct_instances.j2")
 
     def input_columns(self) -> set[str]:
@@ -351,7 +347,7 @@ class EvolveInstructions(Step):
     reason and the *original* instruction stays in the pool for the next round.
     """
 
-    kind: ClassVar[StepKind] = "global"
+    is_global: ClassVar[bool] = True
     mode: evo.Mode = "code"
     rounds: int = 4
     operations: list[str] = Field(default_factory=list)
@@ -367,8 +363,7 @@ class EvolveInstructions(Step):
     _ops: tuple[evo.Operation, ...] = PrivateAttr(default=())
     _templates: dict[str, PromptTemplate] = PrivateAttr(default_factory=dict)
 
-    def __init__(self, **data: Any):
-        super().__init__(**data)
+    def model_post_init(self, context: Any) -> None:
         if self.rounds < 1:
             raise ConfigError(f"step {self.name!r}: rounds must be >= 1")
         self._ops = evo.operations(self.mode, self.operations or None)
@@ -463,7 +458,6 @@ class EvolveInstructions(Step):
 class CodeProblem(Step):
     """Give every problem an `input` and an `entry_point` (from a column, the text's first def, or a default)."""
 
-    kind: ClassVar[StepKind] = "map"
     default_entry_point: str = "solution"
 
     def input_columns(self) -> set[str]:
@@ -506,7 +500,6 @@ class ExecuteCode(Step):
     recorded in `_meta.verdicts["code_exec"]`.
     """
 
-    kind: ClassVar[StepKind] = "filter"
     selection: Literal["dual_agreement", "first_passing"] = "dual_agreement"
     solutions_column: str = "solutions"
     tests_column: str = "test_samples"

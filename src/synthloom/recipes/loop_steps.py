@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import PrivateAttr
 
@@ -31,7 +31,7 @@ from synthloom.pipeline.calls import (
     user_request,
 )
 from synthloom.errors import BadInputError
-from synthloom.pipeline.step import Rejected, Step, StepContext, StepKind, register_step
+from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
 from synthloom.pipeline.templates import PromptTemplate
 from synthloom.records import Row, add_verdict
 
@@ -64,7 +64,6 @@ def render_context(passages: list[dict[str, str]]) -> str:
 class Retrieve(Step):
     """Adds `passages` ([{id, title, text}]), `passage_ids` and `context` (the prompt block)."""
 
-    kind: ClassVar[StepKind] = "filter"
     query: str = "topic"
     corpus: str | None = None  # JSONL/text corpus path; None = bundled
     k: int = 3
@@ -101,7 +100,6 @@ class Cite(Step):
     """`citations`: passage ids the answer names in [brackets] (only retrieved ones count); with none
     named, the retrieved passage sharing most content words with the answer (`citation_source`)."""
 
-    kind: ClassVar[StepKind] = "filter"
     column: str = "answer"
 
     def input_columns(self) -> set[str]:
@@ -142,7 +140,6 @@ class Faithfulness(PerRowModelStep):
     """Judge role: is the answer supported by the cited passages? Records verdict `faithfulness`
     (and model-free `grounding` support); unfaithful rows are rejected unless `keep_unfaithful`."""
 
-    kind: ClassVar[StepKind] = "filter"
     template: str = "rag_faithfulness.j2"
     model: str = "judge"
     max_tokens: int = 16  # room for a server's JSON-wrapped label ({"label": "Yes"})
@@ -151,8 +148,7 @@ class Faithfulness(PerRowModelStep):
 
     _prompt: PromptTemplate | None = PrivateAttr(default=None)
 
-    def __init__(self, **data: Any):
-        super().__init__(**data)
+    def model_post_init(self, context: Any) -> None:
         self._prompt = PromptTemplate(self.template)
 
     def input_columns(self) -> set[str]:
@@ -203,7 +199,6 @@ class Debate(PerRowModelStep):
     (the winner's opening solution). With a gold column, verdict `debate_judge` says whether the
     judge chose a correct answer. Rows whose debaters agree skip the argument (winner "agree")."""
 
-    kind: ClassVar[StepKind] = "filter"
     question: str = "question"
     gold: str | None = "answer"
     rounds: int = 2
@@ -218,8 +213,7 @@ class Debate(PerRowModelStep):
 
     _t: dict[str, PromptTemplate] = PrivateAttr(default_factory=dict)
 
-    def __init__(self, **data: Any):
-        super().__init__(**data)
+    def model_post_init(self, context: Any) -> None:
         if self.rounds < 0:
             raise BadInputError(f"debate step {self.name!r}: rounds must be >= 0")
         self._t = {"open": PromptTemplate(self.open_template), "argue": PromptTemplate(self.argue_template),
@@ -310,7 +304,6 @@ class Reflect(PerRowModelStep):
     Columns: draft, critiques, revisions, response (final), rounds_used; verdicts `draft_math` and
     `math` when gold is known."""
 
-    kind: ClassVar[StepKind] = "filter"
     question: str = "question"
     gold: str | None = None
     rounds: int = 2
@@ -325,8 +318,7 @@ class Reflect(PerRowModelStep):
 
     _t: dict[str, PromptTemplate] = PrivateAttr(default_factory=dict)
 
-    def __init__(self, **data: Any):
-        super().__init__(**data)
+    def model_post_init(self, context: Any) -> None:
         self._t = {"draft": PromptTemplate(self.draft_template), "critique": PromptTemplate(self.critique_template),
                    "revise": PromptTemplate(self.revise_template)}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from synthloom.pipeline.step import Rejected, Step, StepContext, register_step
 from synthloom.recipes.metamath_masking import (
@@ -28,7 +28,6 @@ class VerifyMath(Step):
     rows alike.
     """
 
-    kind: ClassVar[str] = "filter"
     column: str
     gold: str = "answer"
     verifier: str = "math"
@@ -60,7 +59,6 @@ class BackwardQuestions(Step):
     replaces `answer` (the forward answer moves to `forward_answer`), so the row's answer is x.
     """
 
-    kind: ClassVar[str] = "expand"
     mode: Literal["fobar", "sv"]
     question: str = "question"
     answer: str = "answer"
@@ -102,7 +100,6 @@ class CheckDeclarative(Step):
     """SV: keep rows whose model-written statement restates the question sentence with the forward
     answer (`metamath_masking.check_declarative`); the verdict goes to `_meta.verdicts[verifier]`."""
 
-    kind: ClassVar[str] = "filter"
     declarative: str = "declarative"
     dataset: Literal["gsm8k", "math"] = "gsm8k"
     verifier: str = "declarative"

@@ -60,7 +60,6 @@ def _run_dir(ctx: StepContext) -> Path:
 class BuildPage(Step):
     """A random realistic HTML page per row from `page_seed` (+ `topic`), optionally with model text."""
 
-    kind: ClassVar[str] = "map"
     text_column: str | None = None  # model-written paragraphs (blank-line separated) to put in the page
 
     def input_columns(self) -> set[str]:
@@ -88,7 +87,6 @@ class RenderPages(Step):
     it is not the whole page its bounding box is drawn on the screenshot (Pix2Struct).
     """
 
-    kind: ClassVar[str] = "expand"
     viewports: list[tuple[int, int]] = [(1024, 1024)]
     budget: int = 3000
     pool_size: int = 2
@@ -140,7 +138,6 @@ class RenderPages(Step):
 class MaskSpans(Step):
     """Masking variant: cover `ratio` of the target's text spans in the image; the target is unchanged."""
 
-    kind: ClassVar[str] = "expand"
     ratio: float = 0.5
     keep_unmasked: bool = True
 
@@ -177,7 +174,6 @@ class MaskSpans(Step):
 class DrawScenes(Step):
     """Draw each scene graph (or copy the user's image), and derive captions and normalised boxes."""
 
-    kind: ClassVar[str] = "map"
     cpu_heavy: ClassVar[bool] = False  # drawing a small scene takes ~1 ms
 
     def input_columns(self) -> set[str]:
@@ -219,7 +215,6 @@ def _as_png(path: str) -> bytes:
 class SceneQuestions(Step):
     """Checkable questions drawn from the scene graph (counts, colours, left/right, labels)."""
 
-    kind: ClassVar[str] = "expand"
     per_scene: int = 2
 
     def input_columns(self) -> set[str]:
@@ -255,7 +250,6 @@ def parse_turns(text: str, mode: str) -> list[dict[str, str]]:
 class ParseLlava(Step):
     """Turn a model response into conversation turns [{q, a}] for one of the LLaVA data types."""
 
-    kind: ClassVar[str] = "filter"
     mode: Literal["conversation", "detail", "reasoning", "qa"]
     column: str = "response"
 
@@ -297,7 +291,6 @@ class VerifySceneAnswers(Step):
     `scene` check, so such rows never reach train.
     """
 
-    kind: ClassVar[str] = "filter"
     reject_wrong: bool = True
 
     def input_columns(self) -> set[str]:
@@ -331,7 +324,6 @@ class VerifySceneAnswers(Step):
 class LlavaFormat(Step):
     """LLaVA training conversations: [{from: human, value: "<image>\\n…"}, {from: gpt, value: …}, …]."""
 
-    kind: ClassVar[str] = "map"
 
     def input_columns(self) -> set[str]:
         return {"turns", "image"}
@@ -360,7 +352,7 @@ class ExportMultimodal(Step):
     `data/<name>.json` in LLaVA's conversation format. Rows pass through unchanged.
     """
 
-    kind: ClassVar[str] = "global"
+    is_global: ClassVar[bool] = True
     filename: str = "multimodal"
     image_columns: list[str] = ["image"]
     llava_json: bool = False

@@ -179,10 +179,10 @@ class RayExecutor(LocalExecutor):
 
     async def _step_on_rows(self, step: Step, index: int, rows: list[Row]) -> tuple[list[Row], list[Any], dict]:
         ref = self._step_ref(index, step)
-        if step.kind == "global" and has_distributed_version(step):
+        if step.is_global and has_distributed_version(step):
             kept, rejected, stats = await self._distributed_global(step, rows)
         else:
-            if step.kind == "global":
+            if step.is_global:
                 log.info("step %r (%s) has no distributed version: running it as a single ordered stage",
                          step.name, step.type_name or type(step).__name__)
             if step.model_roles() and self.pool is not None:
