@@ -127,6 +127,14 @@ async def test_reflection_revises_until_the_checker_passes_and_records_both_verd
     assert verdicts["draft_math"]["ok"] is False and verdicts["math"]["ok"] is True
     pens = rows["10"]
     assert pens["rounds_used"] == 0 and pens["revisions"] == []  # correct draft: nothing to critique
+    # how many rows the loop turned from false to true: the advisory draft verdicts failed in train
+    assert apples["fixed_by_reflection"] is True and pens["fixed_by_reflection"] is False
+    assert result.stats["train_verdicts"] == {"draft_math": {"passed": 1, "failed": 1, "unknown": 0},
+                                              "math": {"passed": 2, "failed": 0, "unknown": 0}}
+    card = (result.run_dir / "README.md").read_text()
+    assert "`draft_math` on the rows in train: 1 passed, 1 failed" in card and "advisory" in card
+    report = (result.run_dir / "report.html").read_text()
+    assert 'id="train-verdicts"' in report and "required checks math" in report
 
 
 async def test_reflection_without_gold_stops_when_the_critic_finds_no_issues(tmp_path):

@@ -72,6 +72,18 @@ def verdict_evidence(record: Any) -> str:
     return str(record.get("evidence", record.get("detail", "")) or "")
 
 
+def tally(rows: list[Row]) -> dict[str, dict[str, int]]:
+    """Per check, how many of `rows` it passed, failed or left unknown (e.g. over the rows in train:
+    reflection's advisory `draft_math` failures there are the rows the loop corrected)."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in rows:
+        for name, record in verdicts_of(row).items():
+            ok = verdict_ok(record)
+            c = counts.setdefault(name, {"passed": 0, "failed": 0, "unknown": 0})
+            c["passed" if ok is True else "failed" if ok is False else "unknown"] += 1
+    return dict(sorted(counts.items()))
+
+
 def gate_reason(row: Row, required: tuple[str, ...] | list[str],
                 advisory: tuple[str, ...] | list[str] = ()) -> tuple[str, str] | None:
     """Why `row` may not enter train, as (reason, detail), or None when it may.
@@ -94,4 +106,4 @@ def gate_reason(row: Row, required: tuple[str, ...] | list[str],
     return None
 
 
-__all__ = ["Verdict", "gate_reason", "verdict_evidence", "verdict_ok", "verdicts_of"]
+__all__ = ["Verdict", "gate_reason", "tally", "verdict_evidence", "verdict_ok", "verdicts_of"]

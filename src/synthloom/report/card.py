@@ -76,6 +76,11 @@ def verification_lines(stats: dict[str, Any]) -> list[str]:
             if checks else "This recipe declares no required check; ")
     lines = ["## Verification", "", head + "and no row in train has a failed check (enforced by the engine's "
              "verdict gate; each row's verdicts are in `_meta.verdicts`)."]
+    advisory = set(stats.get("advisory_checks") or [])
+    for name, c in (stats.get("train_verdicts") or {}).items():
+        note = " (advisory: informational, e.g. a draft a later step corrected)" if name in advisory else ""
+        lines.append(f"- `{name}` on the rows in train: {c['passed']} passed, {c['failed']} failed, "
+                     f"{c['unknown']} unknown{note}")
     if stats.get("unverified_rows") is not None:
         lines.append(f"{stats['unverified_rows']} rows that did not pass are in the separate `unverified` split "
                      "(`data/unverified.*`), never mixed into train.")

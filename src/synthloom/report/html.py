@@ -91,7 +91,10 @@ def build_context(data: RunData) -> dict[str, Any]:
         "total_cost": sum(u["cost_usd"] for u in usage),
         "total_tokens": sum(u["total_tokens"] for u in usage),
         "cache": metrics.cache_rates(stats),
-        "transport": stats.get("transport") or {},  # HTTP sends, retries, status codes, time lost
+        "transport": stats.get("transport") or {},
+        "required_checks": stats.get("required_checks") or [],
+        "unverified_rows": stats.get("unverified_rows"),
+        "train_verdicts": stats.get("train_verdicts") or {},  # HTTP sends, retries, status codes, time lost
         "throughput_svg": charts.throughput_chart(tp) if tp["steps"] else "",
         "span": tp["span"],
         "lengths": {c: metrics.summary(v) for c, v in lengths.items()},

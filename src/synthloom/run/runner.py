@@ -24,6 +24,7 @@ from synthloom.io import remove_stale_temps, write_jsonl, write_parquet, write_t
 from synthloom.pipeline.local import ExecutionResult, ExecutorConfig, LocalExecutor
 from synthloom.pipeline.pipeline import Pipeline, Source, dump_yaml
 from synthloom.records import Row, content_id
+from synthloom.verdicts import tally
 
 FORMATS = ("jsonl", "parquet")
 
@@ -265,6 +266,8 @@ def finish_run(pipeline: Pipeline, opts: RunOptions, run_dir: Path, info: dict[s
         "ledger": ledger_dict(models, info.get("run_id")),
         "label": label,
         "required_checks": pipeline.required_checks,
+        "advisory_checks": pipeline.advisory_checks,
+        "train_verdicts": tally(result.rows),
         "unverified_rows": unverified,
     }
     write_text_atomic(run_dir / "stats.json", json.dumps(stats, indent=2, ensure_ascii=False))
